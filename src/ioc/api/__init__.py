@@ -1,0 +1,1 @@
+"""HTTP routes of the core: identity, alarms, events, audit, operations, administrative units."""

@@ -1,0 +1,232 @@
+"""The application factory: ``create_app(settings)`` builds the service without touching any I/O.
+
+The database is only connected to, and the event bus only started, when the app starts
+serving (the lifespan).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import ioc.modules
+from ioc import __version__
+from ioc.api import admin_units, alarms, auth, events, ops
+from ioc.core.auth import AccessPolicy, LoginThrottle
+from ioc.core.db import Database
+from ioc.core.events import EventBus
+from ioc.core.mqtt import MqttPublisher, bridge_handler
+from ioc.core.problems import (
+    Problem,
+    handle_http_exception,
+    handle_problem,
+    handle_validation_error,
+    problem_response,
+)
+from ioc.core.registry import ModuleContext, Registry
+from ioc.settings import Settings
+
+log = logging.getLogger("ioc.app")
+
+
+def available_modules() -> list[str]:
+    """The module packages shipped in ``ioc.modules``."""
+    return sorted(info.name for info in pkgutil.iter_modules(ioc.modules.__path__) if info.ispkg)
+
+
+def load_modules(ctx_factory: Callable[[str], ModuleContext], names: list[str]) -> None:
+    """Import each module and call its ``setup(ctx)``."""
+    for name in names:
+        module = importlib.import_module(f"ioc.modules.{name}")
+        setup = getattr(module, "setup", None)
+        if not callable(setup):
+            raise RuntimeError(f"module ioc.modules.{name} has no setup(ctx)")
+        ctx = ctx_factory(name)
+        setup(ctx)
+        ctx.registry.modules.append(name)
+
+
+class BodyLimit:
+    """Refuse request bodies above the limit (413, RFC 7807) before the app reads them."""
+
+    def __init__(self, app: ASGIApp, default: int, per_prefix: dict[str, int]) -> None:
+        self.app = app
+        self.default = default
+        self.per_prefix = per_prefix
+
+    def limit_for(self, path: str) -> int:
+        best = ("", self.default)
+        for prefix, limit in self.per_prefix.items():
+            if path.startswith(prefix) and len(prefix) > len(best[0]):
+                best = (prefix, limit)
+        return best[1]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_big = Problem(413, f"Nội dung vượt quá {limit} byte (request body too large).", code="payload-too-large")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    await problem_response(too_big)(scope, receive, send)
+                    return
+            except ValueError:
+                await problem_response(Problem(400, "Content-Length không hợp lệ."))(scope, receive, send)
+                return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await problem_response(too_big)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_security_policy(settings: Settings) -> str:
+    img = ["'self'", "data:", "blob:"]
+    if settings.map.tile_url:
+        parts = urlsplit(settings.map.tile_url.replace("{s}", "a"))
+        if parts.scheme and parts.netloc:
+            host = parts.netloc.replace("a.", "*.", 1) if "{s}" in settings.map.tile_url else parts.netloc
+            img.append(f"{parts.scheme}://{host}")
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"img-src {' '.join(img)}; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'self'; form-action 'self'"
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the IOC service for ``settings`` (from the environment when omitted)."""
+    settings = settings or Settings()
+    settings.check_for_start()
+    db = Database(settings.database_url)
+    bus = EventBus(db, poll_seconds=settings.events_poll_seconds)
+    registry = Registry()
+    policy = AccessPolicy()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        publisher: MqttPublisher | None = None
+        if settings.mqtt.url:
+            publisher = MqttPublisher(settings.mqtt.url, client_id=f"ioc-bridge-{uuid.uuid4().hex[:8]}")
+            bus.consume("mqtt-bridge", "*", bridge_handler(publisher, settings.mqtt.topic_prefix), start="latest")
+        bus.start()
+        log.info("ioc started", extra={"version": __version__, "database": db.dialect, "modules": registry.modules})
+        try:
+            yield
+        finally:
+            bus.stop()
+            if publisher:
+                publisher.close()
+            db.dispose()
+
+    app = FastAPI(
+        title="Vinh IOC",
+        version=__version__,
+        description="Trung tâm điều hành đô thị thông minh — Intelligent Operations Center of Vinh",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.bus = bus
+    app.state.registry = registry
+    app.state.policy = policy
+    app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
+
+    app.add_exception_handler(Problem, handle_problem)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+
+    names = settings.modules if settings.modules is not None else available_modules()
+    load_modules(lambda name: ModuleContext(name, settings, db, bus, registry), names)
+    for perm, description in registry.permissions.items():
+        policy.permissions.setdefault(perm, description)
+
+    for router in (ops.router, auth.router, admin_units.router, alarms.router, events.router):
+        app.include_router(router)
+    for router, prefix in registry.routers:
+        app.include_router(router, prefix=prefix)
+
+    from ioc.web.routes import mount_web
+
+    mount_web(app)
+
+    csp = _content_security_policy(settings)
+    access = logging.getLogger("ioc.access")
+
+    @app.middleware("http")
+    async def headers_and_access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", csp)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.url.path not in ("/healthz", "/readyz"):
+            access.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "client": request.client.host if request.client else None,
+                },
+            )
+        return response
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="ioc_session",
+        max_age=settings.session_hours * 3600,
+        same_site="lax",
+        https_only=settings.env == "production",
+    )
+    app.add_middleware(BodyLimit, default=settings.max_body_bytes, per_prefix=registry.body_limits)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several workers): settings from the environment."""
+    return create_app(Settings())
+
+

@@ -1,0 +1,114 @@
+"""What modules register with the core, declared as data.
+
+A module is a package ``ioc.modules.<name>`` with a ``setup(ctx: ModuleContext)`` function.
+The app factory calls it once; the module then adds its routers, KPI providers, dashboard
+panels, open datasets, event subscribers, permissions and translations here. The core and
+the other modules never import it: they read what it registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from ioc.core.db import Database
+    from ioc.core.events import EventBus
+    from ioc.settings import Settings
+
+#: A KPI measure: (session, period start, period end, ward code or None) -> value or None.
+MeasureFn = Callable[[Session, date, date, str | None], float | None]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A dashboard panel a module offers: a title key in the catalogue and the URL of its fragment."""
+
+    id: str
+    title_key: str
+    url: str
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An open dataset a module publishes (read by the open-data module)."""
+
+    id: str
+    title_vi: str
+    title_en: str
+    url: str
+    media_type: str = "application/json"
+    licence: str = "CC-BY-4.0"
+
+
+@dataclass(frozen=True)
+class KpiMeasure:
+    """A named measure a module computes from the data it owns."""
+
+    name: str
+    fn: MeasureFn
+    unit: str = ""
+
+
+@dataclass
+class Registry:
+    """Everything the modules registered."""
+
+    routers: list[tuple[APIRouter, str]] = field(default_factory=list)
+    measures: dict[str, KpiMeasure] = field(default_factory=dict)
+    panels: list[Panel] = field(default_factory=list)
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    permissions: dict[str, str] = field(default_factory=dict)
+    translations: dict[str, dict[str, str]] = field(default_factory=dict)
+    static_dirs: dict[str, Path] = field(default_factory=dict)
+    body_limits: dict[str, int] = field(default_factory=dict)
+    modules: list[str] = field(default_factory=list)
+
+    def add_router(self, router: APIRouter, prefix: str = "") -> None:
+        self.routers.append((router, prefix))
+
+    def add_measure(self, measure: KpiMeasure) -> None:
+        if measure.name in self.measures:
+            raise ValueError(f"measure {measure.name!r} registered twice")
+        self.measures[measure.name] = measure
+
+    def add_panel(self, panel: Panel) -> None:
+        self.panels.append(panel)
+        self.panels.sort(key=lambda p: (p.order, p.id))
+
+    def add_dataset(self, dataset: Dataset) -> None:
+        if dataset.id in self.datasets:
+            raise ValueError(f"dataset {dataset.id!r} registered twice")
+        self.datasets[dataset.id] = dataset
+
+    def add_permission(self, name: str, description: str) -> None:
+        self.permissions[name] = description
+
+    def add_translations(self, lang: str, messages: dict[str, str]) -> None:
+        self.translations.setdefault(lang, {}).update(messages)
+
+    def add_static(self, mount: str, directory: Path) -> None:
+        self.static_dirs[mount] = directory
+
+    def allow_body(self, path_prefix: str, max_bytes: int) -> None:
+        """Let requests under ``path_prefix`` carry bodies up to ``max_bytes`` (e.g. photo uploads)."""
+        self.body_limits[path_prefix] = max_bytes
+
+
+@dataclass
+class ModuleContext:
+    """What a module's ``setup(ctx)`` receives."""
+
+    name: str
+    settings: Settings
+    db: Database
+    bus: EventBus
+    registry: Registry
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Domain modules: one folder each, registered through ``setup(ctx)``; they never import each other."""

@@ -1,0 +1,6 @@
+"""The web front end: server-rendered pages of the operators' dashboard and of the citizens'
+Vinh Smart app, their static assets (vendored from npm, never from a CDN) and the API docs.
+
+:func:`ioc.web.routes.mount_web` attaches all of it to the app; every text goes through the
+translation catalogue of :mod:`ioc.core.i18n` (Vietnamese first, English second).
+"""
