@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for perm, description in registry.permissions.items():
         policy.permissions.setdefault(perm, description)
 
+    registry.allow_body(admin_units.BULK_LOCATE_PATH, admin_units.MAX_BULK_BODY_BYTES)
     for router in (ops.router, auth.router, admin_units.router, alarms.router, events.router):
         app.include_router(router)
     for router, prefix in registry.routers:

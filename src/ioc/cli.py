@@ -216,14 +216,18 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         )
     if not args.yes:
         return _fail(f"khôi phục sẽ ghi đè {path}; chạy lại với --yes (stop `ioc serve` first)")
-    with sqlite3.connect(source) as src:
-        check = src.execute("PRAGMA integrity_check").fetchone()
-        if not check or check[0] != "ok":
-            return _fail(f"{source} không phải bản sao lưu SQLite hợp lệ: {check}")
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src:
+        try:
+            check = src.execute("PRAGMA integrity_check").fetchone()
+            version = src.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            return _fail(f"{source} không phải bản sao lưu IOC hợp lệ (not an IOC backup): {exc}")
+        if not check or check[0] != "ok" or not version:
+            return _fail(f"{source} không phải bản sao lưu IOC hợp lệ: {check}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with sqlite3.connect(path) as dst:
             src.backup(dst)
-    _say(f"✓ Đã khôi phục {path} từ {source}")
+    _say(f"✓ Đã khôi phục {path} từ {source} (lược đồ {version[0]}); chạy `ioc migrate` nếu bản sao lưu cũ hơn")
     return 0
 
 

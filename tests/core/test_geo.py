@@ -22,7 +22,10 @@ from ioc.core.geo import (
     shape_from_geojson,
 )
 
-SQUARE = {"type": "Polygon", "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.7, 18.7], [105.6, 18.7], [105.6, 18.6]]]}
+SQUARE = {
+    "type": "Polygon",
+    "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.7, 18.7], [105.6, 18.7], [105.6, 18.6]]],
+}
 
 
 def _ward_geometries() -> list[tuple[str, Any]]:
@@ -83,11 +86,17 @@ def test_shape_from_geojson_unwraps_a_feature() -> None:
         # lat/lon swapped is the most common client mistake; Vinh's longitude is not a latitude
         ({"type": "Point", "coordinates": [18.6, 105.6]}, "vĩ độ"),
         ({"type": "LineString", "coordinates": [[105.6, 18.6]]}, "ít nhất 2 điểm"),
-        ({"type": "Polygon", "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.6, 18.6]]]}, "ít nhất 4 điểm"),
+        (
+            {"type": "Polygon", "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.6, 18.6]]]},
+            "ít nhất 4 điểm",
+        ),
         ({"type": "Polygon", "coordinates": []}, "không có vòng"),
         ({"type": "Polygon", "coordinates": [105.6, 18.6]}, "phải là một mảng"),
         (
-            {"type": "Polygon", "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.7, 18.7], [105.6, 18.7]]]},
+            {
+                "type": "Polygon",
+                "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.7, 18.7], [105.6, 18.7]]],
+            },
             "chưa khép kín",
         ),
         (
@@ -97,7 +106,10 @@ def test_shape_from_geojson_unwraps_a_feature() -> None:
         ),
         ({"type": "MultiPoint", "coordinates": []}, "rỗng"),
         ({"type": "GeometryCollection", "geometries": "x"}, "phải là một mảng"),
-        ({"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [500, 0]}]}, "kinh độ"),
+        (
+            {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [500, 0]}]},
+            "kinh độ",
+        ),
     ],
 )
 def test_shape_from_geojson_rejects_bad_geometry_with_a_clear_message(geometry: Any, message: str) -> None:

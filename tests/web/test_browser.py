@@ -54,7 +54,9 @@ def browser() -> Iterator[Browser]:
     except ImportError:
         _unavailable("the playwright package is not installed (pip install playwright)")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield chromium
         finally:
@@ -71,7 +73,7 @@ def _free_port() -> int:
 def _ioc(args: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("ab") as out:
         done = subprocess.run(
-            [sys.executable, "-m", "ioc.cli", *args], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300
+            [sys.executable, "-m", "ioc", *args], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300
         )
     if done.returncode != 0:
         pytest.fail(f"`ioc {' '.join(args)}` failed ({done.returncode}):\n{log.read_text(errors='replace')}")
@@ -100,7 +102,7 @@ def live_server(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> I
     base = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "ioc.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "ioc", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -139,9 +141,15 @@ class PageWatch:
         page.on("request", lambda request: self.requests.append(request.url))
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         page.on("console", self._console)
+        page.on("response", self._response)
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.errors.append(f"HTTP {response.status}: {response.url}")
 
     def _console(self, message: Any) -> None:
-        if message.type == "error":
+        # "Failed to load resource" is reported with its URL by _response.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
             self.errors.append(f"console: {message.text}")
 
     def external_requests(self) -> list[str]:
@@ -159,7 +167,11 @@ def _login(page: Page, base: str) -> None:
 
 
 def _ward_labels(page: Page) -> list[str]:
-    page.wait_for_function("document.querySelectorAll('.leaflet-tooltip.ward-label').length === 6", timeout=15000)
+    from playwright.sync_api import expect
+
+    # A locator wait, not wait_for_function: a string predicate would be eval'd in the page,
+    # which the app's CSP (script-src 'self', no 'unsafe-eval') rightly forbids.
+    expect(page.locator(".leaflet-tooltip.ward-label")).to_have_count(6, timeout=15000)
     labels = page.locator(".leaflet-tooltip.ward-label")
     for i in range(labels.count()):
         assert labels.nth(i).is_visible()
@@ -225,6 +237,8 @@ def test_home_and_docs_render_without_script_errors(browser: Browser, live_serve
         assert page.evaluate("document.activeElement.classList.contains('skip-link')")
         page.goto(f"{live_server}/docs")
         page.wait_for_selector(".swagger-ui .information-container", timeout=15000)
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.screenshot(path=str(SCREENSHOTS / "docs.png"))
         assert watch.external_requests() == []
         assert watch.errors == [], watch.errors
     finally:

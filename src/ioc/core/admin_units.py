@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ioc.core.db import Base, JsonDoc
-from ioc.core.geo import PolygonIndex, bbox, shape_from_geojson
+from ioc.core.geo import BBox, PolygonIndex, bbox, shape_from_geojson
 from ioc.core.text import fold, strip_accents
 
 if TYPE_CHECKING:
@@ -487,6 +487,11 @@ class WardLocator:
     def __len__(self) -> int:
         """The number of wards."""
         return len(self._index)
+
+    @property
+    def bounds(self) -> BBox | None:
+        """The bbox ``(min_lon, min_lat, max_lon, max_lat)`` of all wards; None without wards."""
+        return self._index.bounds
 
     def locate(self, lat: float, lon: float) -> str | None:
         """The code of the ward containing the point, or None outside the six wards."""

@@ -23,10 +23,10 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
-from sqlalchemy import JSON, Boolean, ForeignKey, String, select
+from sqlalchemy import Boolean, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ioc.core.db import Base, DbSession, UTCDateTime, utcnow
+from ioc.core.db import Base, DbSession, JsonDoc, UTCDateTime, utcnow
 from ioc.core.problems import Problem
 
 
@@ -130,7 +130,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
-    scopes: Mapped[list[str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JsonDoc)
     agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"), nullable=True)
     created_by: Mapped[str] = mapped_column(String(64), default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Integer, String, Text, delete, event, func, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ioc.core.db import Base, Database, JsonDoc, UTCDateTime, utcnow
@@ -235,8 +236,12 @@ class EventBus:
         """Start the dispatcher thread (idempotent)."""
         if self._thread is not None:
             return
-        with self.db.session() as s:
-            self._last_id = latest_event_id(s)
+        try:
+            with self.db.session() as s:
+                self._last_id = latest_event_id(s)
+        except SQLAlchemyError:
+            # Database not reachable or not migrated yet: /readyz says so; the dispatcher retries.
+            log.warning("event bus: outbox not readable yet; will retry", exc_info=True)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="ioc-event-bus", daemon=True)
         self._thread.start()

@@ -44,6 +44,13 @@
     return props.name || props.full_name || props.code || "?";
   }
 
+  /* Names come from data: shown as text, never parsed as HTML. */
+  function textElement(text) {
+    var span = document.createElement("span");
+    span.textContent = text;
+    return span;
+  }
+
   function wardTitle(props) {
     if (cfg.lang === "en" && props.name_en) { return props.name_en; }
     return props.full_name || props.name || "";
@@ -64,6 +71,28 @@
     list.appendChild(li);
   }
 
+  /* Where a ward's label goes: the centre of its largest part. A permanent tooltip bound to a
+   * multipolygon would sit on its first part, which for Cửa Lò is an offshore island. */
+  function ringArea(ring) {
+    var area = 0;
+    for (var i = 0, j = ring.length - 1; i < ring.length; j = i, i += 1) {
+      area += (ring[j].lng + ring[i].lng) * (ring[j].lat - ring[i].lat);
+    }
+    return Math.abs(area / 2);
+  }
+
+  function labelPoint(featureLayer) {
+    var latlngs = featureLayer.getLatLngs();
+    var parts = L.LineUtil.isFlat(latlngs[0]) ? [latlngs] : latlngs;
+    var best = null;
+    var bestArea = -1;
+    parts.forEach(function (rings) {
+      var area = ringArea(rings[0]);
+      if (area > bestArea) { bestArea = area; best = rings[0]; }
+    });
+    return L.PolyUtil.polygonCenter(best, map.options.crs);
+  }
+
   function drawWards(collection) {
     var list = document.getElementById("ward-list");
     var index = 0;
@@ -75,12 +104,10 @@
       },
       onEachFeature: function (feature, featureLayer) {
         var props = feature.properties || {};
-        featureLayer.bindTooltip(wardLabel(props), {
-          permanent: true,
-          direction: "center",
-          className: "ward-label",
-          opacity: 1
-        });
+        L.tooltip({ permanent: true, direction: "center", className: "ward-label", opacity: 1 })
+          .setLatLng(labelPoint(featureLayer))
+          .setContent(textElement(wardLabel(props)))
+          .addTo(map);
         if (list) { addWardToList(list, props, featureLayer); }
       }
     }).addTo(map);

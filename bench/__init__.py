@@ -1,0 +1,1 @@
+"""Benchmarks: ``make bench`` runs every ``bench_*.py`` and records the figures."""
