@@ -91,30 +91,35 @@ class BodyLimit:
                 return
         received = 0
         response_started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Past the limit, answer 413 ourselves and tell the app the client went away, so the
+            # app never sees the rest of the body and whatever it answers is dropped.
+            nonlocal received, rejected, response_started
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    rejected = True
+                    if not response_started:
+                        response_started = True
+                        await problem_response(too_big)(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal response_started
+            if rejected:
+                return
             response_started = response_started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await problem_response(too_big)(scope, receive, send)
+        await self.app(scope, limited_receive, guarded_send)
 
 
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _content_security_policy(settings: Settings) -> str:
