@@ -49,8 +49,16 @@ def _update_doc(results: dict[str, Any]) -> None:
         for key, value in figures.items():
             shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
             rows.append(f"| {name} | {key} | {shown} |")
-    table = "\n".join([BEGIN, f"Last run: {results['at']} (Python {results['machine']['python']}, "
-                       f"{results['machine']['cpu_count']} cores)", "", *rows, END])
+    table = "\n".join(
+        [
+            BEGIN,
+            f"Last run: {results['at']} (Python {results['machine']['python']}, "
+            f"{results['machine']['cpu_count']} cores)",
+            "",
+            *rows,
+            END,
+        ]
+    )
     text = DOC.read_text() if DOC.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
     if BEGIN in text and END in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), table.replace("\\", "\\\\"), text, flags=re.S)

@@ -66,8 +66,16 @@ def run() -> dict[str, float]:
         started = time.perf_counter()
         with db.session() as s:
             for i in range(ALARMS):
-                raise_alarm(s, AlarmCreate(source=f"bench:{i}", type="bench.alarm", severity=Severity.MINOR,
-                                           title=f"Bench {i}", ward_code="16681"))
+                raise_alarm(
+                    s,
+                    AlarmCreate(
+                        source=f"bench:{i}",
+                        type="bench.alarm",
+                        severity=Severity.MINOR,
+                        title=f"Bench {i}",
+                        ward_code="16681",
+                    ),
+                )
         raise_per_s = ALARMS / (time.perf_counter() - started)
 
         bus = EventBus(db)
@@ -77,8 +85,16 @@ def run() -> dict[str, float]:
         seen.clear()
         with db.session() as s:
             for i in range(EVENTS):
-                raise_alarm(s, AlarmCreate(source=f"bench:{i}", type="bench.alarm", severity=Severity.MAJOR,
-                                           title=f"Bench {i}", ward_code="16681"))
+                raise_alarm(
+                    s,
+                    AlarmCreate(
+                        source=f"bench:{i}",
+                        type="bench.alarm",
+                        severity=Severity.MAJOR,
+                        title=f"Bench {i}",
+                        ward_code="16681",
+                    ),
+                )
         started = time.perf_counter()
         bus.poll_once()
         dispatch_per_s = len(seen) / (time.perf_counter() - started)
@@ -87,8 +103,9 @@ def run() -> dict[str, float]:
         env = {"IOC_DATABASE_URL": url, "IOC_VAR_DIR": tmp, "IOC_LOG_JSON": "false"}
         proc, base, first_start_s = _serve_until_ready(env)
         try:
-            token = httpx.post(base + "/api/v1/auth/token",
-                               data={"username": "admin", "password": "admin-demo-2025"}).json()["access_token"]
+            token = httpx.post(
+                base + "/api/v1/auth/token", data={"username": "admin", "password": "admin-demo-2025"}
+            ).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
             latencies = []
             with httpx.Client(base_url=base, headers=headers) as client:

@@ -158,8 +158,14 @@ def make_user(db: Database) -> MakeUser:
         if agency_id is None and role == "agency_officer":
             agency_id = "so-nnmt"
         with db.session() as s:
-            return create_user(s, username=username or f"{role.replace('_', '')}{next(counter)}", password=password,
-                               role=role, agency_id=agency_id, full_name=f"Test {role}")
+            return create_user(
+                s,
+                username=username or f"{role.replace('_', '')}{next(counter)}",
+                password=password,
+                role=role,
+                agency_id=agency_id,
+                full_name=f"Test {role}",
+            )
 
     return make
 

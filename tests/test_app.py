@@ -89,5 +89,7 @@ def test_chunked_oversized_bodies_are_cut_off(client: TestClient) -> None:
         for _ in range(40):
             yield b"y" * 65_536
 
-    r = client.post("/api/v1/auth/token", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/api/v1/auth/token", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 413

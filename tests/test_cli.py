@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,8 +19,9 @@ SECRET = "cli-test-secret-key-0123456789-abcdef"
 
 
 def ioc(tmp: Path, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "IOC_VAR_DIR": str(tmp), "IOC_SECRET_KEY": SECRET, "IOC_LOG_JSON": "false", **env}
-    full_env.pop("IOC_DATABASE_URL", None) if "IOC_DATABASE_URL" not in env else None
+    """Run ``python -m ioc`` on the database in ``tmp`` (or ``IOC_DATABASE_URL`` given in ``env``)."""
+    base = {k: v for k, v in os.environ.items() if k != "IOC_DATABASE_URL"}
+    full_env = {**base, "IOC_VAR_DIR": str(tmp), "IOC_SECRET_KEY": SECRET, "IOC_LOG_JSON": "false", **env}
     return subprocess.run(
         [sys.executable, "-m", "ioc", *args], input=stdin, capture_output=True, text=True, env=full_env, timeout=120
     )
@@ -62,12 +64,32 @@ def test_seed_demo_is_refused_in_production(tmp_path: Path) -> None:
 
 
 def test_user_create_with_password_from_stdin(demo_dir: Path) -> None:
-    result = ioc(demo_dir, "user", "create", "--username", "vanhanh", "--role", "ward_officer", "--agency",
-                 "ubnd-cua-lo", "--password-stdin", stdin="mat-khau-du-dai-2025\n")
+    result = ioc(
+        demo_dir,
+        "user",
+        "create",
+        "--username",
+        "vanhanh",
+        "--role",
+        "ward_officer",
+        "--agency",
+        "ubnd-cua-lo",
+        "--password-stdin",
+        stdin="mat-khau-du-dai-2025\n",
+    )
     assert result.returncode == 0, result.stderr
     assert "vanhanh" in _users(demo_dir / "ioc.db")
-    bad = ioc(demo_dir, "user", "create", "--username", "x1", "--role", "ward_officer", "--password-stdin",
-              stdin="mat-khau-du-dai-2025\n")
+    bad = ioc(
+        demo_dir,
+        "user",
+        "create",
+        "--username",
+        "x1",
+        "--role",
+        "ward_officer",
+        "--password-stdin",
+        stdin="mat-khau-du-dai-2025\n",
+    )
     assert bad.returncode == 2 and "cơ quan" in bad.stderr
     short = ioc(demo_dir, "user", "create", "--username", "x2", "--role", "viewer", "--password-stdin", stdin="ngan\n")
     assert short.returncode == 2 and "10" in short.stderr
@@ -113,8 +135,9 @@ def test_backup_and_restore_sqlite(demo_dir: Path, tmp_path: Path) -> None:
 def test_serve_refuses_production_with_the_default_secret(tmp_path: Path) -> None:
     env = {**os.environ, "IOC_ENV": "production", "IOC_VAR_DIR": str(tmp_path)}
     env.pop("IOC_SECRET_KEY", None)
-    result = subprocess.run([sys.executable, "-m", "ioc", "serve", "--port", "1"], capture_output=True, text=True,
-                            env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "ioc", "serve", "--port", "1"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 2
     assert "IOC_SECRET_KEY" in result.stderr
 
@@ -122,3 +145,15 @@ def test_serve_refuses_production_with_the_default_secret(tmp_path: Path) -> Non
 def test_bad_configuration_is_reported_not_a_traceback(tmp_path: Path) -> None:
     result = ioc(tmp_path, "migrate", IOC_ENV="staging")
     assert result.returncode == 2 and "IOC_" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backup_postgresql_with_pg_dump(pg_database: str, tmp_path: Path) -> None:
+    if shutil.which("pg_restore") is None:
+        pytest.skip("pg_dump/pg_restore not installed")
+    out = tmp_path / "ioc.dump"
+    result = ioc(tmp_path, "backup", "-o", str(out), IOC_DATABASE_URL=pg_database)
+    assert result.returncode == 0, result.stderr
+    listing = subprocess.run(["pg_restore", "--list", str(out)], capture_output=True, text=True, check=True).stdout
+    assert "TABLE public audit_log" in listing and "TABLE DATA public admin_units" in listing
+    refused = ioc(tmp_path, "restore", str(out), "--yes", IOC_DATABASE_URL=pg_database)
+    assert refused.returncode == 2 and "pg_restore" in refused.stderr

@@ -120,8 +120,6 @@ class BodyLimit:
         await self.app(scope, limited_receive, guarded_send)
 
 
-
-
 def _content_security_policy(settings: Settings) -> str:
     img = ["'self'", "data:", "blob:"]
     if settings.map.tile_url:
@@ -234,5 +232,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (several workers): settings from the environment."""
     return create_app(Settings())
-
-

@@ -130,10 +130,23 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     db = _database(settings)
     try:
         with db.session() as session:
-            user = create_user(session, username=args.username, password=password, role=args.role,
-                               full_name=args.full_name or "", email=args.email, agency_id=args.agency)
-            audit.record(session, None, "user.create", "user", user.id,
-                         after={"username": user.username, "role": user.role, "agency_id": user.agency_id})
+            user = create_user(
+                session,
+                username=args.username,
+                password=password,
+                role=args.role,
+                full_name=args.full_name or "",
+                email=args.email,
+                agency_id=args.agency,
+            )
+            audit.record(
+                session,
+                None,
+                "user.create",
+                "user",
+                user.id,
+                after={"username": user.username, "role": user.role, "agency_id": user.agency_id},
+            )
             _say(f"→ Đã tạo người dùng {user.username} ({user.role}) id={user.id}")
     finally:
         db.dispose()
@@ -151,10 +164,17 @@ def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> int:
     db = _database(settings)
     try:
         with db.session() as session:
-            row, key = create_api_key(session, policy, name=args.name, scopes=scopes, agency_id=args.agency,
-                                      created_by="cli")
-            audit.record(session, None, "apikey.create", "apikey", row.id,
-                         after={"name": row.name, "scopes": row.scopes, "agency_id": row.agency_id})
+            row, key = create_api_key(
+                session, policy, name=args.name, scopes=scopes, agency_id=args.agency, created_by="cli"
+            )
+            audit.record(
+                session,
+                None,
+                "apikey.create",
+                "apikey",
+                row.id,
+                after={"name": row.name, "scopes": row.scopes, "agency_id": row.agency_id},
+            )
         _say(f"→ Khoá API '{args.name}' (id {row.id}, phạm vi {', '.join(row.scopes)}).")
         _say("  Lưu lại ngay — khoá chỉ hiện một lần (shown once):")
         print(key, flush=True)
@@ -176,12 +196,13 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     if path is None:
         url = make_url(settings.database_url).set(drivername="postgresql")
         out = Path(args.output or settings.var_dir / "backups" / f"ioc-{stamp}.dump")
-        if shutil.which("pg_dump") is None:
+        pg_dump = shutil.which("pg_dump")
+        if pg_dump is None:
             return _fail("PostgreSQL: cần pg_dump (apt-get install postgresql-client); xem docs/OPERATIONS.md")
         out.parent.mkdir(parents=True, exist_ok=True)
         _say(f"→ pg_dump --format=custom → {out}")
         subprocess.run(  # noqa: S603 - fixed argument list, no shell
-            ["pg_dump", "--format=custom", "--file", str(out), url.render_as_string(hide_password=False)],
+            [pg_dump, "--format=custom", "--file", str(out), url.render_as_string(hide_password=False)],
             check=True,
         )
         _say(f"✓ Sao lưu xong: {out} ({out.stat().st_size} byte)")
@@ -256,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="người dùng / users").add_subparsers(dest="user_command", required=True)
     create = user.add_parser("create", help="tạo người dùng / create a user")
     create.add_argument("--username", required=True)
-    create.add_argument("--role", required=True, choices=["admin", "operator", "agency_officer", "ward_officer",
-                                                          "viewer"])
+    create.add_argument(
+        "--role", required=True, choices=["admin", "operator", "agency_officer", "ward_officer", "viewer"]
+    )
     create.add_argument("--agency", help="agency id (required for officers)")
     create.add_argument("--full-name")
     create.add_argument("--email")

@@ -75,16 +75,34 @@ def seed_demo(session: Session) -> list[DemoLogin]:
     created = []
     for login in DEMO_LOGINS:
         if session.scalar(select(User.id).where(User.username == login.username)) is None:
-            create_user(session, username=login.username, password=login.password, role=login.role,
-                        full_name=login.full_name, agency_id=login.agency_id)
+            create_user(
+                session,
+                username=login.username,
+                password=login.password,
+                role=login.role,
+                full_name=login.full_name,
+                agency_id=login.agency_id,
+            )
             created.append(login)
     demo_alarms = [
-        AlarmCreate(source="demo:gauge:song-vinh-cau-cua-tien", type="flood.level", severity=Severity.MAJOR,
-                    title="Mực nước sông Vinh (cầu Cửa Tiền) vượt báo động 2", ward_code="16690",
-                    agency_id="ubnd-truong-vinh", details={"level_m": 2.6, "alert_level": 2}),
-        AlarmCreate(source="demo:station:aq-quang-truong-hcm", type="device.offline", severity=Severity.WARNING,
-                    title="Trạm quan trắc không khí Quảng trường Hồ Chí Minh mất kết nối", ward_code="16681",
-                    agency_id="so-nnmt", details={"last_seen_minutes": 47}),
+        AlarmCreate(
+            source="demo:gauge:song-vinh-cau-cua-tien",
+            type="flood.level",
+            severity=Severity.MAJOR,
+            title="Mực nước sông Vinh (cầu Cửa Tiền) vượt báo động 2",
+            ward_code="16690",
+            agency_id="ubnd-truong-vinh",
+            details={"level_m": 2.6, "alert_level": 2},
+        ),
+        AlarmCreate(
+            source="demo:station:aq-quang-truong-hcm",
+            type="device.offline",
+            severity=Severity.WARNING,
+            title="Trạm quan trắc không khí Quảng trường Hồ Chí Minh mất kết nối",
+            ward_code="16681",
+            agency_id="so-nnmt",
+            details={"last_seen_minutes": 47},
+        ),
     ]
     for data in demo_alarms:
         alarms.raise_alarm(session, data, module="demo")

@@ -42,6 +42,8 @@ from ioc.core.problems import Problem
 
 
 class Severity(StrEnum):
+    """How bad a condition is; ``rank`` orders them (CRITICAL highest)."""
+
     CRITICAL = "CRITICAL"
     MAJOR = "MAJOR"
     MINOR = "MINOR"
@@ -56,6 +58,8 @@ _RANK = {Severity.WARNING: 1, Severity.MINOR: 2, Severity.MAJOR: 3, Severity.CRI
 
 
 class AlarmStatus(StrEnum):
+    """Active or cleared, times acknowledged or not."""
+
     ACTIVE_UNACK = "ACTIVE_UNACK"
     ACTIVE_ACK = "ACTIVE_ACK"
     CLEARED_UNACK = "CLEARED_UNACK"

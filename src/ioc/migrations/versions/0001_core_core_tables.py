@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from ioc.core.audit import APPEND_ONLY_DDL
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0001_core"
 down_revision: str | None = None
@@ -53,9 +53,7 @@ def upgrade() -> None:
         sa.Column("max_lat", sa.Float(), nullable=True),
         sa.Column("in_city", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("area_km2", sa.Float(), nullable=True),
-        sa.CheckConstraint(
-            "level IN ('province', 'district', 'ward', 'commune')", name=op.f("ck_admin_units_level")
-        ),
+        sa.CheckConstraint("level IN ('province', 'district', 'ward', 'commune')", name=op.f("ck_admin_units_level")),
         sa.CheckConstraint(
             "valid_to IS NULL OR valid_from IS NULL OR valid_from < valid_to",
             name=op.f("ck_admin_units_period"),
@@ -129,9 +127,7 @@ def upgrade() -> None:
 
     op.create_table(
         "audit_log",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor_kind", sa.String(length=16), nullable=False),
         sa.Column("actor_id", sa.String(length=64), nullable=False),
@@ -161,9 +157,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "event_outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("topic", sa.String(length=128), nullable=False),
         sa.Column("payload", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
         sa.Column("ward_code", sa.String(length=8), nullable=True),
