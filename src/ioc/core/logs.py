@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,6 +40,8 @@ def configure(json_logs: bool = True, level: str = "INFO") -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    # Alembic narrates every step at INFO; `ioc migrate` prints its own progress.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def uvicorn_log_config(json_logs: bool) -> dict[str, Any]:
@@ -56,6 +58,6 @@ def uvicorn_log_config(json_logs: bool) -> dict[str, Any]:
         "loggers": {
             "uvicorn": {"level": "INFO"},
             "uvicorn.error": {"level": "INFO"},
-            "uvicorn.access": {"level": "INFO"},
+            "uvicorn.access": {"level": "WARNING"},  # ioc.access logs each request, with timing
         },
     }
