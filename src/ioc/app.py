@@ -134,6 +134,25 @@ def _content_security_policy(settings: Settings) -> str:
     )
 
 
+MACHINE_PREFIXES = ("/api/", "/ngsi-ld/", "/open311/", "/healthz", "/readyz", "/openapi.json", "/static/")
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _browser_aware(handler: ExceptionHandler) -> ExceptionHandler:
+    """A person navigating to a page gets an HTML error page; every API keeps its problem document."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if wants_html and request.method == "GET" and not request.url.path.startswith(MACHINE_PREFIXES):
+            from ioc.web.routes import render_error
+
+            status = exc.status if isinstance(exc, Problem) else getattr(exc, "status_code", 500)
+            return render_error(request, status)
+        return await handler(request, exc)
+
+    return handle
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the IOC service for ``settings`` (from the environment when omitted)."""
     settings = settings or Settings()
@@ -174,8 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.policy = policy
     app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
 
-    app.add_exception_handler(Problem, handle_problem)
-    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(Problem, _browser_aware(handle_problem))
+    app.add_exception_handler(StarletteHTTPException, _browser_aware(handle_http_exception))
     app.add_exception_handler(RequestValidationError, handle_validation_error)
 
     names = settings.modules if settings.modules is not None else available_modules()

@@ -47,3 +47,13 @@ def test_unknown_route_is_a_problem_document(client: TestClient) -> None:
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["status"] == 404
+
+
+def test_a_browser_gets_an_html_error_page_and_an_api_client_a_problem(client: TestClient) -> None:
+    page = client.get("/khong-co-trang-nay", headers={"accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'lang="vi"' in page.text
+    api = client.get("/api/v1/khong-co", headers={"accept": "text/html"})
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")
