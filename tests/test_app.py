@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 import ioc.modules
 from ioc.app import BodyLimit, available_modules, create_app
+from ioc.core.auth import Role
 from ioc.settings import Settings
 
 SAMPLE_MODULE = '''
@@ -27,7 +28,7 @@ def ping() -> dict[str, str]:
 
 def setup(ctx: ModuleContext) -> None:
     ctx.registry.add_router(router)
-    ctx.registry.add_permission("sample:write", "Ghi mẫu")
+    ctx.registry.add_permission("sample:write", "Ghi mẫu", roles=("operator",))
     ctx.registry.add_panel(Panel(id="sample", title_key="sample.title", url="/api/v1/sample/ping"))
     ctx.registry.add_measure(KpiMeasure(name="sample.count", fn=lambda s, a, b, w: 42.0, unit="cái"))
     ctx.registry.add_translations("vi", {"sample.title": "Mẫu"})
@@ -59,6 +60,8 @@ def test_a_module_registers_routes_permissions_panels_and_measures(sample_module
     assert registry.measures["sample.count"].fn(None, date(2025, 1, 1), date(2025, 12, 31), None) == 42.0
     assert registry.translations["vi"]["sample.title"] == "Mẫu"
     assert "sample:write" in app.state.policy.permissions
+    assert "sample:write" in app.state.policy.grants[Role.OPERATOR]
+    assert "sample:write" not in app.state.policy.grants[Role.VIEWER]
     with TestClient(app) as client:
         assert client.get("/api/v1/sample/ping").json() == {"pong": "xin chào"}
     body_limit = app.middleware_stack

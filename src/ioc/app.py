@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import ioc.modules
 from ioc import __version__
 from ioc.api import admin_units, alarms, auth, events, ops
-from ioc.core.auth import AccessPolicy, LoginThrottle
+from ioc.core.auth import AccessPolicy, LoginThrottle, Role
 from ioc.core.db import Database
 from ioc.core.events import EventBus
 from ioc.core.mqtt import MqttPublisher, bridge_handler
@@ -200,7 +200,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     names = settings.modules if settings.modules is not None else available_modules()
     load_modules(lambda name: ModuleContext(name, settings, db, bus, registry), names)
     for perm, description in registry.permissions.items():
-        policy.permissions.setdefault(perm, description)
+        policy.add(perm, description)
+    for role, perms in registry.grants.items():
+        for perm in perms:
+            if perm not in policy.permissions:
+                raise RuntimeError(f"role {role} granted the undeclared permission {perm!r}")
+            policy.grants[Role(role)].add(perm)
 
     registry.allow_body(admin_units.BULK_LOCATE_PATH, admin_units.MAX_BULK_BODY_BYTES)
     for router in (ops.router, auth.router, admin_units.router, alarms.router, events.router):

@@ -31,5 +31,5 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path: Path) -> None:
     command.downgrade(migrate.alembic_config(url), "base")
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(url)
-    assert migrate.current_revision(db.engine) == migrate.head_revision()
+    assert migrate.is_current(db.engine)
     db.dispose()

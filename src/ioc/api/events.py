@@ -1,24 +1,56 @@
-"""The authorised Server-Sent-Events stream of the event bus: ``/api/v1/events/stream``."""
+"""The authorised Server-Sent-Events stream of the event bus: ``/api/v1/events/stream``.
+
+* Every worker's bus reads the shared outbox, so a stream on any worker carries the events
+  published on all of them.
+* A client that reconnects with ``Last-Event-ID`` (browsers do it by themselves) first gets
+  what it missed, replayed from the outbox, then the live events; nothing is lost or repeated
+  between the two because the stream subscribes before it replays and skips ids it has sent.
+  A fresh stream starts by sending the current position as its id, so even a client that has
+  received nothing yet resumes from the right place.
+* A client too slow to keep up is disconnected rather than silently losing live events: it
+  reconnects with its ``Last-Event-ID`` and the replay fills the gap.
+* Events carrying a ward or an agency go only to callers whose remit covers them. The caller
+  is authenticated with a short-lived database session (not held for the stream's life) and
+  re-checked at every heartbeat, so a deactivated user or an expired token ends the stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from ioc.core.auth import Principal, Requires
-from ioc.core.events import Event, EventBus, events_after, matches
+from ioc.core.auth import Principal, Requires, current_principal, optional_principal
+from ioc.core.db import get_database
+from ioc.core.events import Event, EventBus, events_after, latest_event_id, matches
+from ioc.core.problems import Problem
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
-EventReader = Annotated[Principal, Depends(Requires("events:read"))]
+PERMISSION = "events:read"
 HEARTBEAT_SECONDS = 15.0
-REPLAY_LIMIT = 1000
+REPLAY_PAGE = 500
 QUEUE_LIMIT = 10_000
+
+
+def authorise(request: Request) -> Principal:
+    """The caller, who must hold ``events:read`` (401/403 otherwise).
+
+    Unlike the shared ``Requires`` dependency this does not keep a request-scoped database
+    session: for a stream that would hold a pooled connection (and on PostgreSQL an open
+    transaction) for as long as the client stays connected.
+    """
+    with get_database(request).session() as session:
+        principal = optional_principal(request, session)
+    return Requires(PERMISSION)(current_principal(principal))
+
+
+EventReader = Annotated[Principal, Depends(authorise)]
 
 
 def _visible(principal: Principal, ev: Event) -> bool:
@@ -38,38 +70,60 @@ async def stream(
     principal: EventReader,
     topics: Annotated[str, Query(max_length=500, description="Comma-separated globs, e.g. alarm.*")] = "*",
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Replay events after this id")] = None,
 ) -> StreamingResponse:
     """Events the caller may see, as ``text/event-stream``; resumes after ``Last-Event-ID``."""
     patterns = tuple(p.strip() for p in topics.split(",") if p.strip()) or ("*",)
     bus: EventBus = request.app.state.bus
     resume = after
-    if last_event_id is not None and last_event_id.isdigit():
-        resume = int(last_event_id)
+    if last_event_id is not None and re.fullmatch(r"[0-9]{1,18}", last_event_id.strip()):
+        resume = int(last_event_id.strip())
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+    overflow = asyncio.Event()
 
-    def on_event(ev: Event) -> None:
-        if matches(patterns, ev.topic) and _visible(principal, ev):
-            loop.call_soon_threadsafe(_offer, queue, ev)
+    def offer(ev: Event) -> None:  # on the event loop
+        if queue.full():
+            overflow.set()
+        else:
+            queue.put_nowait(ev)
 
-    unsubscribe = bus.listen(patterns, on_event)
+    def on_event(ev: Event) -> None:  # on the bus's dispatcher thread
+        if _visible(principal, ev):
+            loop.call_soon_threadsafe(offer, ev)
+
+    subscription = await asyncio.to_thread(bus.listen, patterns, on_event)
 
     async def body() -> AsyncIterator[str]:
-        last_sent = 0
         try:
             yield f"retry: 3000\n: connected as {principal.name}\n\n"
-            if resume is not None:
-                replay = await asyncio.to_thread(_replay, bus, resume)
-                for ev in replay:
-                    if matches(patterns, ev.topic) and _visible(principal, ev):
-                        last_sent = ev.id
-                        yield format_sse(ev)
+            start = subscription.position if resume is None else resume
+            last_sent = start
+            if resume is None:
+                yield f"id: {start}\n\n"  # sets the client's Last-Event-ID without an event
+            else:
+                # Replay from the outbox up to where the live queue takes over (and a bit past it).
+                cursor = start
+                latest = await asyncio.to_thread(_latest, bus)
+                if cursor > latest:  # an id from another database (restored, reset): start afresh
+                    cursor = last_sent = subscription.position
+                    yield f"id: {cursor}\n\n"
+                while True:
+                    page = await asyncio.to_thread(_replay, bus, cursor)
+                    for ev in page:
+                        if matches(patterns, ev.topic) and _visible(principal, ev):
+                            last_sent = ev.id
+                            yield format_sse(ev)
+                    if len(page) < REPLAY_PAGE:
+                        break
+                    cursor = page[-1].id
             while True:
+                if overflow.is_set() and queue.empty():
+                    break  # the client reconnects with Last-Event-ID and the replay fills the gap
                 try:
                     ev = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
-                    if await request.is_disconnected():
+                    if await request.is_disconnected() or not await _still_allowed(request):
                         break
                     yield ": heartbeat\n\n"
                     continue
@@ -77,17 +131,25 @@ async def stream(
                     last_sent = ev.id
                     yield format_sse(ev)
         finally:
-            unsubscribe()
+            subscription.close()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
 
-def _offer(queue: asyncio.Queue[Event], ev: Event) -> None:
-    if not queue.full():  # a stalled client loses live events, never the server's memory
-        queue.put_nowait(ev)
+async def _still_allowed(request: Request) -> bool:
+    try:
+        await asyncio.to_thread(authorise, request)
+    except Problem:
+        return False
+    return True
+
+
+def _latest(bus: EventBus) -> int:
+    with bus.db.session() as s:
+        return latest_event_id(s)
 
 
 def _replay(bus: EventBus, after_id: int) -> list[Event]:
     with bus.db.session() as s:
-        return events_after(s, after_id, REPLAY_LIMIT)
+        return events_after(s, after_id, REPLAY_PAGE)

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from ioc import __version__
 from ioc.core.db import Database
-from ioc.core.migrate import current_revision, head_revision
+from ioc.core.migrate import current_revisions, head_revisions
 
 router = APIRouter(tags=["operations"])
 
@@ -31,9 +31,9 @@ def readyz(request: Request) -> JSONResponse:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
-        current, head = current_revision(db.engine), head_revision()
-        checks["migrations"] = {"current": current, "head": head, "ok": current == head}
-        ok = current == head
+        current, heads = current_revisions(db.engine), head_revisions()
+        checks["migrations"] = {"current": sorted(current), "heads": sorted(heads), "ok": current == heads}
+        ok = current == heads
     except Exception as exc:  # any failure to reach the database means not ready
         checks["database"] = f"error: {exc.__class__.__name__}"
         ok = False

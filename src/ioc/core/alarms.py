@@ -209,9 +209,7 @@ def _announce(session: Session, topic: Topic[AlarmPublic], alarm: Alarm) -> None
     publish(session, topic, payload, ward_code=alarm.ward_code, agency_id=alarm.agency_id)
 
 
-def _log(
-    session: Session, alarm: Alarm, action: str, actor: Principal | None, note: str | None = None
-) -> None:
+def _log(session: Session, alarm: Alarm, action: str, actor: Principal | None, note: str | None = None) -> None:
     entry = AlarmHistory(
         alarm_id=alarm.id,
         at=alarm.updated_at,
@@ -271,15 +269,11 @@ def _insert_open(session: Session, data: AlarmCreate, module: str) -> int | None
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         pg = postgresql.insert(Alarm).values(values)
-        pg = pg.on_conflict_do_nothing(
-            index_elements=["source", "type"], index_where=Alarm.cleared == false()
-        )
+        pg = pg.on_conflict_do_nothing(index_elements=["source", "type"], index_where=Alarm.cleared == false())
         return session.scalar(pg.returning(Alarm.id))
     if dialect == "sqlite":
         lite = sqlite.insert(Alarm).values(values)
-        lite = lite.on_conflict_do_nothing(
-            index_elements=["source", "type"], index_where=Alarm.cleared == false()
-        )
+        lite = lite.on_conflict_do_nothing(index_elements=["source", "type"], index_where=Alarm.cleared == false())
         return session.scalar(lite.returning(Alarm.id))
     alarm = Alarm(**values)  # other databases: the unique index still refuses a duplicate
     session.add(alarm)
@@ -302,9 +296,7 @@ def raise_alarm(
     for _attempt in range(3):
         existing = open_alarm(session, data.source, data.type)
         if existing is not None:
-            if actor is not None and not actor.can_access(
-                ward_code=existing.ward_code, agency_id=existing.agency_id
-            ):
+            if actor is not None and not actor.can_access(ward_code=existing.ward_code, agency_id=existing.agency_id):
                 raise Problem(
                     403,
                     "Cảnh báo đang mở của nguồn này thuộc phạm vi khác (open alarm outside your remit).",
@@ -375,13 +367,9 @@ def acknowledge(session: Session, alarm: Alarm, actor: Principal, note: str | No
         ack_at=now,
         updated_at=now,
     ):
-        raise Problem(
-            409, f"Cảnh báo {alarm.id} đã được xác nhận bởi {alarm.ack_by}.", code="already-acknowledged"
-        )
+        raise Problem(409, f"Cảnh báo {alarm.id} đã được xác nhận bởi {alarm.ack_by}.", code="already-acknowledged")
     _log(session, alarm, "acknowledged", actor, note)
-    audit.record(
-        session, actor, "alarm.acknowledge", "alarm", alarm.id, before=before, after=_snapshot(alarm)
-    )
+    audit.record(session, actor, "alarm.acknowledge", "alarm", alarm.id, before=before, after=_snapshot(alarm))
     _announce(session, ALARM_ACKNOWLEDGED, alarm)
     return alarm
 

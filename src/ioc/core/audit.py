@@ -23,7 +23,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class AuditEntry(Base):
-    """One audited write."""
+    """One audited write (or login); never updated, never deleted."""
 
     __tablename__ = "audit_log"
 
@@ -40,6 +40,23 @@ class AuditEntry(Base):
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+def _clean(value: Any) -> Any:
+    """``value`` with NUL characters replaced: PostgreSQL text refuses them, and an audit row
+    (of a failed login with a hostile username, say) must never make the request fail."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _text(value: str, length: int) -> str:
+    cleaned: str = _clean(value)
+    return cleaned[:length]
+
+
 def record(
     session: Session,
     actor: Principal | None,
@@ -51,17 +68,20 @@ def record(
     after: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> AuditEntry:
-    """Add an audit row to ``session`` (committed with the change it describes)."""
+    """Add an audit row to ``session`` (committed with the change it describes).
+
+    ``before`` and ``after`` are JSON-ready snapshots of the object (``model_dump(mode="json")``).
+    """
     entry = AuditEntry(
         at=utcnow(),
         actor_kind=actor.kind if actor else "system",
-        actor_id=actor.id if actor else "system",
-        actor_name=actor.name if actor else "system",
-        action=action,
-        object_type=object_type,
-        object_id=str(object_id),
-        before=before,
-        after=after,
+        actor_id=_text(actor.id, 64) if actor else "system",
+        actor_name=_text(actor.name, 200) if actor else "system",
+        action=_text(action, 64),
+        object_type=_text(object_type, 64),
+        object_id=_text(str(object_id), 128),
+        before=_clean(before),
+        after=_clean(after),
         ip=ip if ip is not None else (actor.ip if actor else None),
     )
     session.add(entry)
@@ -75,10 +95,12 @@ def entries(
     object_id: str | None = None,
     actor_id: str | None = None,
     action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[AuditEntry]:
-    """Audit rows, newest first, filtered."""
+    """Audit rows, newest first, filtered; ``since`` inclusive, ``until`` exclusive."""
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
     if object_type:
         stmt = stmt.where(AuditEntry.object_type == object_type)
@@ -88,6 +110,10 @@ def entries(
         stmt = stmt.where(AuditEntry.actor_id == actor_id)
     if action:
         stmt = stmt.where(AuditEntry.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.at < until)
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 

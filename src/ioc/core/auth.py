@@ -315,9 +315,7 @@ def check_role_agency(session: Session, role: Role, agency_id: str | None) -> Ag
     if agency_id is not None and agency is None:
         raise Problem(422, f"Không có cơ quan '{agency_id}' (unknown agency).", code="unknown-agency")
     if role in SCOPED_ROLES and agency is None:
-        raise Problem(
-            422, f"Vai trò {role.value} cần một cơ quan (agency_id) hợp lệ.", code="agency-required"
-        )
+        raise Problem(422, f"Vai trò {role.value} cần một cơ quan (agency_id) hợp lệ.", code="agency-required")
     if role == Role.WARD_OFFICER and (agency is None or not agency.ward_code):
         raise Problem(422, "Cán bộ phường phải thuộc UBND một phường.", code="ward-agency-required")
     return agency
@@ -415,9 +413,7 @@ def issue_access_token(secret: str, user: User, minutes: int) -> str:
 def read_access_token(secret: str, token: str) -> AccessClaims:
     """The claims of a valid access token; raises Problem 401 otherwise."""
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=[TOKEN_ALGORITHM], options={"require": ["exp", "iat", "sub"]}
-        )
+        claims = jwt.decode(token, secret, algorithms=[TOKEN_ALGORITHM], options={"require": ["exp", "iat", "sub"]})
     except jwt.ExpiredSignatureError as exc:
         raise _unauthorized("Mã truy cập đã hết hạn (token expired).") from exc
     except jwt.PyJWTError as exc:
@@ -507,16 +503,13 @@ def api_key_principal(session: Session, key: str, ip: str | None = None) -> Prin
         and len(key) <= 200
         and len(prefix) == _KEY_PREFIX_LENGTH
         and all(c in "0123456789abcdef" for c in prefix)
-        and key[len(API_KEY_PREFIX) + _KEY_PREFIX_LENGTH : len(API_KEY_PREFIX) + _KEY_PREFIX_LENGTH + 1]
-        == "_"
+        and key[len(API_KEY_PREFIX) + _KEY_PREFIX_LENGTH : len(API_KEY_PREFIX) + _KEY_PREFIX_LENGTH + 1] == "_"
     )
     if not well_formed:
         raise _unauthorized("Khoá API không hợp lệ (malformed API key).", scheme="ApiKey")
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, _key_digest(key)):
-        raise _unauthorized(
-            "Khoá API không hợp lệ hoặc đã bị thu hồi (invalid or revoked API key).", scheme="ApiKey"
-        )
+        raise _unauthorized("Khoá API không hợp lệ hoặc đã bị thu hồi (invalid or revoked API key).", scheme="ApiKey")
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now
@@ -554,11 +547,7 @@ def csrf_token(request: Request) -> str:
 def check_csrf(request: Request, token: str | None) -> None:
     """Raise Problem 403 unless ``token`` is this session's CSRF token."""
     expected = request.session.get(SESSION_CSRF)
-    if (
-        not isinstance(expected, str)
-        or not token
-        or not hmac.compare_digest(expected.encode(), token.encode())
-    ):
+    if not isinstance(expected, str) or not token or not hmac.compare_digest(expected.encode(), token.encode()):
         raise Problem(403, "Thiếu hoặc sai mã CSRF (CSRF token missing or invalid).", code="csrf")
 
 
@@ -602,11 +591,7 @@ def web_principal(request: Request, session: Session) -> Principal | None:
         request.session.clear()
         return None
     user = session.get(User, uid)
-    if (
-        user is None
-        or not user.active
-        or not hmac.compare_digest(stamp, credential_stamp(settings.secret_key, user))
-    ):
+    if user is None or not user.active or not hmac.compare_digest(stamp, credential_stamp(settings.secret_key, user)):
         request.session.clear()
         return None
     principal = user_principal(session, user, _policy(request), _client_ip(request))

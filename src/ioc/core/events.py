@@ -1,35 +1,63 @@
 """Typed event topics, a durable outbox, and fan-out to subscribers and SSE streams.
 
-* :func:`publish` writes an event into the ``event_outbox`` table **in the caller's
-  transaction**: the event exists if and only if the change that caused it was committed,
-  so no event is lost on a crash.
-* :class:`EventBus` runs one dispatcher thread per process. It reads the outbox and
-  - hands every new event to the process's *listeners* (SSE streams, caches): each
-    ``ioc serve`` worker sees every event, because it reads the shared database;
-  - feeds *durable consumers*, each of which processes every event once across all
-    workers, at least once, with its cursor in the database (``event_cursors``) updated in
-    the same transaction as the consumer's own writes; failures are retried with back-off.
-* On PostgreSQL, publishers serialise on an advisory lock so ids commit in order (a reader
-  never skips an id that commits late), and ``NOTIFY`` wakes the dispatchers at once; on
-  SQLite (one writer at a time) the dispatcher polls.
+* :func:`publish` validates a payload against its :class:`Topic` and writes the event into
+  the ``event_outbox`` table **in the caller's transaction**: the event exists if and only if
+  the change that caused it was committed, so no event is lost on a crash.
+* :class:`EventBus` runs, per process, a *dispatcher* thread and a *consumer* thread:
+  - the dispatcher hands every new event, in id order, to the process's *listeners* (SSE
+    streams, caches); each ``ioc serve`` worker sees every event because it reads the shared
+    database, never process memory alone;
+  - the consumer thread feeds *durable consumers*, each of which processes every event once
+    across all workers, at least once, with its cursor in the database (``event_cursors``)
+    updated in the same transaction as the consumer's own writes; a failing event is
+    retried with exponential back-off. A slow consumer (an MQTT broker that is down) never
+    delays the listeners.
+* Readers advance by id, so ids must become visible in increasing order:
+  - on SQLite one writer at a time holds the database, so ids commit in order;
+  - on PostgreSQL an event gets a provisional id when published and its final id **at
+    commit**, drawn under a transaction-level advisory lock that publishers serialise on
+    until their commit ends. The lock is taken only in the last step of the commit, after
+    every other row lock of the transaction, so it cannot deadlock with them and a long
+    transaction that published early does not block every other publisher. ``NOTIFY``
+    then wakes the dispatchers of every worker at once; on SQLite they poll (and a commit
+    in the same process wakes them).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Integer, String, Text, delete, event, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.expression import ColumnClause
 
 from ioc.core.db import Base, Database, JsonDoc, UTCDateTime, utcnow
 
@@ -38,15 +66,18 @@ log = logging.getLogger("ioc.events")
 P = TypeVar("P", bound=BaseModel)
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 NOTIFY_CHANNEL = "ioc_events"
-_PUBLISH_LOCK_KEY = 7_402_025  # advisory lock id serialising publishers on PostgreSQL
+_PUBLISH_LOCK_KEY = 7_402_025  # advisory lock id serialising publishers' commits on PostgreSQL
+# Dotted words: safe as an SSE ``event:`` line and, with dots turned to slashes, as an MQTT topic
+# (no wildcards ``+``/``#``, no spaces or newlines).
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 class Topic(Generic[P]):
     """A named kind of event with the pydantic model of its payload."""
 
     def __init__(self, name: str, payload: type[P], description: str = "") -> None:
-        if not name or any(c in name for c in " *?[]"):
-            raise ValueError(f"bad topic name {name!r}")
+        if len(name) > 128 or not TOPIC_NAME.match(name):
+            raise ValueError(f"bad topic name {name!r}: dotted words of letters, digits, '_' and '-'")
         self.name = name
         self.payload = payload
         self.description = description
@@ -83,7 +114,7 @@ class EventCursor(Base):
 
 @dataclass(frozen=True)
 class Event:
-    """An event as subscribers receive it."""
+    """An event as subscribers receive it (treat ``payload`` as read-only: it is shared)."""
 
     id: int
     topic: str
@@ -94,9 +125,11 @@ class Event:
 
     @classmethod
     def from_row(cls, row: OutboxEvent) -> Event:
+        """The event of an outbox row."""
         return cls(row.id, row.topic, row.payload, row.created_at, row.ward_code, row.agency_id)
 
     def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data (SSE ``data:``, MQTT payload)."""
         return {
             "id": self.id,
             "topic": self.topic,
@@ -107,7 +140,10 @@ class Event:
         }
 
 
-_PUBLISHED_FLAG = "ioc_events_published"
+# --------------------------------------------------------------------------- publishing
+
+_PUBLISHED_FLAG = "ioc_events_published"  # in Session.info: wake this process's bus after commit
+_PENDING_KEY = "ioc_events_pending"  # in Connection.info: (transaction id, provisional ids) on PostgreSQL
 
 
 def publish(
@@ -117,25 +153,75 @@ def publish(
     *,
     ward_code: str | None = None,
     agency_id: str | None = None,
-) -> OutboxEvent:
-    """Add an event to the outbox in ``session``'s transaction (delivered after commit)."""
+) -> None:
+    """Add an event to the outbox in ``session``'s transaction; it is delivered after commit.
+
+    The payload is validated against ``topic.payload`` first (a pydantic ``ValidationError``
+    writes nothing) and stored as JSON. On PostgreSQL the event's final id is assigned when
+    the transaction commits, which must go through SQLAlchemy (``Session.commit()`` or a
+    ``Connection`` transaction) so that the commit hook of this module runs.
+    """
     model = payload if isinstance(payload, topic.payload) else topic.payload.model_validate(payload)
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PUBLISH_LOCK_KEY})
-    row = OutboxEvent(
-        topic=topic.name,
-        payload=model.model_dump(mode="json"),
-        ward_code=ward_code,
-        agency_id=agency_id,
-        created_at=utcnow(),
-    )
-    session.add(row)
-    session.flush()
-    if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": str(row.id)})
+    values = {
+        "topic": topic.name,
+        "payload": model.model_dump(mode="json"),
+        "ward_code": ward_code,
+        "agency_id": agency_id,
+        "created_at": utcnow(),
+    }
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        xid_column: ColumnClause[str] = literal_column("pg_current_xact_id()::text")
+        new_id, xid = session.execute(insert(OutboxEvent).values(values).returning(OutboxEvent.id, xid_column)).one()
+        pending: tuple[str, list[int]] | None = conn.info.get(_PENDING_KEY)
+        if pending is None or pending[0] != xid:  # left over from a transaction that ended elsewhere
+            pending = conn.info[_PENDING_KEY] = (xid, [])
+        pending[1].append(int(new_id))
+    else:
+        session.execute(insert(OutboxEvent).values(values))
     session.info[_PUBLISHED_FLAG] = True
-    return row
+
+
+def _order_on_commit(conn: Connection) -> None:
+    """Give this transaction's events their final ids under the publish lock, just before COMMIT.
+
+    Listens to every engine's ``commit`` event, which runs once per real (outermost) commit.
+    """
+    pending: tuple[str, list[int]] | None = conn.info.pop(_PENDING_KEY, None)
+    if not pending or conn.dialect.name != "postgresql":
+        return
+    xid, provisional = pending
+    if conn.execute(text("SELECT pg_current_xact_id()::text")).scalar() != xid:
+        return  # stale: that transaction ended without passing through here
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PUBLISH_LOCK_KEY})
+    # Rows published inside a savepoint that was rolled back are gone: renumber the survivors.
+    live = sorted(conn.execute(select(OutboxEvent.id).where(OutboxEvent.id.in_(provisional))).scalars())
+    if not live:
+        return
+    fresh = sorted(
+        conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('event_outbox', 'id')) FROM generate_series(1, :n)"),
+            {"n": len(live)},
+        ).scalars()
+    )
+    # Every fresh id is above every provisional one (one sequence), so no update collides.
+    conn.execute(
+        update(OutboxEvent).where(OutboxEvent.id == bindparam("old_id")).values(id=bindparam("new_id")),
+        [{"old_id": old, "new_id": new} for old, new in zip(live, fresh, strict=True)],
+    )
+    # A constant payload: PostgreSQL folds a transaction's identical notifications into one.
+    conn.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+
+
+def _forget_pending(conn: Connection) -> None:
+    conn.info.pop(_PENDING_KEY, None)
+
+
+event.listen(Engine, "commit", _order_on_commit)
+event.listen(Engine, "rollback", _forget_pending)
+
+
+# --------------------------------------------------------------------------- reading
 
 
 def matches(patterns: Sequence[str], topic: str) -> bool:
@@ -150,11 +236,15 @@ def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Eve
 
 
 def latest_event_id(session: Session) -> int:
+    """The highest committed event id (0 when the outbox is empty)."""
     return int(session.scalar(select(func.coalesce(func.max(OutboxEvent.id), 0))) or 0)
 
 
+# --------------------------------------------------------------------------- the bus
+
 Listener = Callable[[Event], None]
 DurableHandler = Callable[[Session, Event], None]
+StartFrom = Literal["earliest", "latest"]
 
 
 @dataclass
@@ -162,18 +252,42 @@ class _Consumer:
     name: str
     patterns: tuple[str, ...]
     handler: DurableHandler
-    start: str  # "earliest" | "latest"
-    retry_at: float = 0.0
+    start: StartFrom
+    retry_at: float = 0.0  # time.monotonic() before which this process does not try again
 
 
-@dataclass
+@dataclass(eq=False)
 class _Listener:
     patterns: tuple[str, ...]
     fn: Listener
+    active: bool = True
+
+
+class Subscription:
+    """A listener's registration: call it (or :meth:`close`) to unsubscribe.
+
+    ``position`` is the id of the last event this process had dispatched when the listener
+    was added: it will receive every event committed after that point, so an SSE stream
+    that replays from the outbox up to ``position`` misses nothing and needs no overlap.
+    """
+
+    def __init__(self, bus: EventBus, entry: _Listener, position: int) -> None:
+        self._bus = bus
+        self._entry = entry
+        self.position = position
+
+    def close(self) -> None:
+        """Stop delivery; once this returns the listener is not called again (bar a call in flight)."""
+        self._bus._remove_listener(self._entry)
+
+    def __call__(self) -> None:
+        self.close()
 
 
 @dataclass
 class BusStats:
+    """Counters for the operations page and tests."""
+
     delivered: int = 0
     consumer_runs: int = 0
     consumer_failures: int = 0
@@ -181,203 +295,396 @@ class BusStats:
     errors: list[str] = field(default_factory=list)
 
 
+def _patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
+    pats = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    if not pats:
+        raise ValueError("give at least one topic pattern")
+    return pats
+
+
 class EventBus:
-    """The process's dispatcher: outbox -> listeners and durable consumers."""
+    """The process's dispatcher: outbox -> listeners, and outbox -> durable consumers."""
 
-    MAX_BACKOFF_SECONDS = 300.0
     BATCH = 500
+    PRUNE_EVERY_SECONDS = 600.0
 
-    def __init__(self, db: Database, poll_seconds: float = 0.5, retention: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        poll_seconds: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+        *,
+        retry_base_seconds: float = 2.0,
+        max_backoff_seconds: float = 300.0,
+    ) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
         self.retention = retention
+        self.retry_base_seconds = retry_base_seconds
+        self.max_backoff_seconds = max_backoff_seconds
         self.stats = BusStats()
         self._listeners: list[_Listener] = []
         self._consumers: dict[str, _Consumer] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards _listeners, _consumers, _last_id
+        self._dispatch_lock = threading.Lock()  # one listener dispatch at a time
+        self._consume_lock = threading.Lock()  # one consumer round at a time
+        self._dispatch_wake = threading.Event()
+        self._consume_wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_id: int | None = None
-        self._last_prune = 0.0
-        event.listen(db.sessions, "after_commit", self._after_commit)
+        self._threads: list[threading.Thread] = []
+        self._notifier: _PgNotifier | None = None
+        self._last_id: int | None = None  # last event handed to listeners
+        self._last_prune = float("-inf")
 
     # -- registration -------------------------------------------------------
-    def listen(self, patterns: str | Iterable[str], fn: Listener) -> Callable[[], None]:
-        """Call ``fn`` in this process for each new event matching ``patterns``; returns an unsubscribe."""
-        entry = _Listener((patterns,) if isinstance(patterns, str) else tuple(patterns), fn)
+    def listen(self, patterns: str | Iterable[str], fn: Listener) -> Subscription:
+        """Call ``fn`` in this process for each new event matching ``patterns``, in id order.
+
+        Returns the :class:`Subscription`; calling it unsubscribes. A listener runs on the
+        dispatcher thread: it must be quick (hand off to a queue) and an exception it raises
+        is logged without affecting the other listeners.
+        """
+        entry = _Listener(_patterns(patterns), fn)
         with self._lock:
-            self._listeners.append(entry)
-
-        def unsubscribe() -> None:
+            position = self._last_id
+        if position is None:
+            with self.db.session() as s:
+                latest = latest_event_id(s)
             with self._lock:
-                if entry in self._listeners:
-                    self._listeners.remove(entry)
+                if self._last_id is None:
+                    self._last_id = latest
+        with self._lock:
+            # Registered and positioned together: the dispatcher moves _last_id under this lock
+            # only after a batch, so every event above ``position`` reaches this listener.
+            self._listeners.append(entry)
+            position = self._last_id
+        assert position is not None
+        return Subscription(self, entry, position)
 
-        return unsubscribe
+    def _remove_listener(self, entry: _Listener) -> None:
+        with self._lock:
+            entry.active = False
+            if entry in self._listeners:
+                self._listeners.remove(entry)
+
+    @property
+    def position(self) -> int | None:
+        """The id of the last event dispatched to listeners (None before the first dispatch)."""
+        with self._lock:
+            return self._last_id
 
     def consume(
-        self, name: str, patterns: str | Iterable[str], handler: DurableHandler, *, start: str = "earliest"
+        self, name: str, patterns: str | Iterable[str], handler: DurableHandler, *, start: StartFrom = "earliest"
     ) -> None:
-        """Register a durable consumer: ``handler(session, event)`` runs once per event across workers."""
-        if name in self._consumers:
-            raise ValueError(f"consumer {name!r} registered twice")
+        """Register a durable consumer: ``handler(session, event)`` runs once per event across workers.
+
+        The handler's writes go in ``session`` and commit together with the consumer's cursor;
+        it must not commit itself. If it raises, its writes for that event are rolled back, the
+        cursor stays before the event, and the event is retried with back-off (at least once).
+        ``start="latest"`` skips what was published before the consumer first started.
+        """
         if start not in ("earliest", "latest"):
             raise ValueError("start is 'earliest' or 'latest'")
-        pats = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-        self._consumers[name] = _Consumer(name, pats, handler, start)
+        if len(name) > 128 or not name:
+            raise ValueError(f"bad consumer name {name!r}")
+        consumer = _Consumer(name, _patterns(patterns), handler, start)
+        with self._lock:
+            if name in self._consumers:
+                raise ValueError(f"consumer {name!r} registered twice")
+            self._consumers[name] = consumer
+            running = bool(self._threads)
+        if running:
+            # Anchor "latest" now, not at the consumer thread's next round.
+            with self.db.session() as s:
+                self._ensure_cursor(s, consumer)
+            self._consume_wake.set()
 
     # -- running -----------------------------------------------------------
     def _after_commit(self, session: Session) -> None:
         if session.info.pop(_PUBLISHED_FLAG, False):
-            self._wake.set()
+            self.wake()
 
     def start(self) -> None:
-        """Start the dispatcher thread (idempotent)."""
-        if self._thread is not None:
-            return
-        try:
-            with self.db.session() as s:
-                self._last_id = latest_event_id(s)
-        except SQLAlchemyError:
-            # Database not reachable or not migrated yet: /readyz says so; the dispatcher retries.
-            log.warning("event bus: outbox not readable yet; will retry", exc_info=True)
+        """Start the dispatcher and consumer threads (idempotent).
+
+        Durable consumers registered so far get their cursors now, so ``start="latest"`` means
+        "from this start on" even for an event published before the first consumer round.
+        """
+        with self._lock:
+            if self._threads:
+                return
+            consumers = list(self._consumers.values())
+        with self.db.session() as s:
+            latest = latest_event_id(s)
+            for consumer in consumers:
+                self._ensure_cursor(s, consumer)
+        with self._lock:
+            if self._last_id is None:
+                self._last_id = latest
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ioc-event-bus", daemon=True)
-        self._thread.start()
+        event.listen(self.db.sessions, "after_commit", self._after_commit)
+        if self.db.dialect == "postgresql":
+            self._notifier = _PgNotifier(self.db.url, self.wake)
+            self._notifier.start()
+        self._threads = [
+            threading.Thread(
+                target=self._loop,
+                args=(self.dispatch_once, self._dispatch_wake),
+                name="ioc-event-dispatch",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._loop, args=(self.consume_once, self._consume_wake), name="ioc-event-consumers", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the threads, waiting up to ``timeout`` seconds for a round in progress to end."""
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("event bus thread %s still busy after %.1f s", thread.name, timeout)
+        self._threads = []
+        if self._notifier is not None:
+            self._notifier.stop()
+            self._notifier = None
+        if event.contains(self.db.sessions, "after_commit", self._after_commit):
+            event.remove(self.db.sessions, "after_commit", self._after_commit)
+
+    @property
+    def running(self) -> bool:
+        """Whether the threads have been started and not stopped."""
+        return bool(self._threads)
+
+    def wait_listening(self, timeout: float) -> bool:
+        """On PostgreSQL, wait until ``LISTEN`` is in place (True at once elsewhere)."""
+        notifier = self._notifier
+        return True if notifier is None else notifier.listening.wait(timeout)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Make both threads look at the outbox now instead of at the end of the poll interval."""
+        self._dispatch_wake.set()
+        self._consume_wake.set()
 
-    def _run(self) -> None:
-        notifier = _PgNotifier(self.db.url, self._wake) if self.db.dialect == "postgresql" else None
-        if notifier:
-            notifier.start()
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.poll_once()
-                except Exception as exc:  # keep dispatching whatever one poll did
-                    log.exception("event dispatch failed")
-                    self.stats.errors = [*self.stats.errors[-9:], repr(exc)]
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
-        finally:
-            if notifier:
-                notifier.stop()
+    def _loop(self, step: Callable[[], object], wake: threading.Event) -> None:
+        while not self._stop.is_set():
+            wake.clear()  # before the step: a wake during it makes the next wait return at once
+            try:
+                step()
+            except Exception as exc:  # keep going whatever one round did
+                log.exception("event bus round failed")
+                self.stats.errors = [*self.stats.errors[-9:], repr(exc)]
+            wake.wait(self.poll_seconds)
 
     def poll_once(self) -> int:
-        """Deliver what is new to listeners and run due consumers; returns events delivered to listeners."""
-        self.stats.last_poll = time.time()
-        delivered = 0
-        if self._last_id is None:
-            with self.db.session() as s:
-                self._last_id = latest_event_id(s)
-        while True:
-            with self.db.session() as s:
-                batch = events_after(s, self._last_id, self.BATCH)
-            if not batch:
-                break
-            with self._lock:
-                listeners = list(self._listeners)
-            for ev in batch:
-                self._last_id = ev.id
-                for entry in listeners:
-                    if matches(entry.patterns, ev.topic):
-                        try:
-                            entry.fn(ev)
-                        except Exception:
-                            log.exception("listener failed on event %s", ev.id)
-                delivered += 1
-            if len(batch) < self.BATCH:
-                break
-        self.stats.delivered += delivered
-        for consumer in list(self._consumers.values()):
-            if consumer.retry_at <= time.monotonic():
-                self._run_consumer(consumer)
-        if time.monotonic() - self._last_prune > 600:
-            self.prune()
+        """One dispatch and one consumer round, synchronously; returns events handed to listeners."""
+        delivered = self.dispatch_once()
+        self.consume_once()
         return delivered
 
+    def dispatch_once(self) -> int:
+        """Hand what is new in the outbox to the listeners; returns the number of events."""
+        with self._dispatch_lock:
+            self.stats.last_poll = time.time()
+            delivered = 0
+            while True:
+                with self._lock:
+                    after = self._last_id
+                if after is None:
+                    with self.db.session() as s:
+                        after = latest_event_id(s)
+                    with self._lock:
+                        self._last_id = after
+                with self.db.session() as s:
+                    batch = events_after(s, after, self.BATCH)
+                if not batch:
+                    break
+                with self._lock:
+                    listeners = list(self._listeners)
+                for ev in batch:
+                    for entry in listeners:
+                        if entry.active and matches(entry.patterns, ev.topic):
+                            try:
+                                entry.fn(ev)
+                            except Exception:
+                                log.exception("listener %r failed on event %s", entry.fn, ev.id)
+                with self._lock:
+                    self._last_id = batch[-1].id
+                delivered += len(batch)
+                self.stats.delivered += len(batch)
+                if len(batch) < self.BATCH:
+                    break
+            return delivered
+
+    def consume_once(self) -> None:
+        """Run the durable consumers that have work and are not backing off; prune when due."""
+        with self._consume_lock:
+            with self._lock:
+                consumers = list(self._consumers.values())
+            now = time.monotonic()
+            ready = [c for c in consumers if c.retry_at <= now]
+            for consumer in self._with_work(ready):
+                if self._stop.is_set() and self._threads:
+                    break
+                self._run_consumer(consumer)
+            if time.monotonic() - self._last_prune >= self.PRUNE_EVERY_SECONDS:
+                self.prune()
+
+    def _with_work(self, consumers: list[_Consumer]) -> list[_Consumer]:
+        """The consumers with events to process, found without locking (an idle round writes nothing)."""
+        if not consumers:
+            return []
+        with self.db.session() as s:
+            latest = latest_event_id(s)
+            names = [c.name for c in consumers]
+            cursors = {c.name: c for c in s.scalars(select(EventCursor).where(EventCursor.name.in_(names)))}
+        now = utcnow()
+        due = []
+        for consumer in consumers:
+            cursor = cursors.get(consumer.name)
+            if cursor is None:
+                due.append(consumer)
+            elif cursor.retry_at is not None and cursor.retry_at > now:
+                consumer.retry_at = time.monotonic() + (cursor.retry_at - now).total_seconds()
+            elif cursor.last_id < latest or cursor.failures:
+                due.append(consumer)
+        return due
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self.retry_base_seconds * 2.0 ** (min(failures, 30) - 1), self.max_backoff_seconds))
+
     def _run_consumer(self, consumer: _Consumer) -> None:
-        try:
-            with self.db.session() as s:
-                cursor = self._lock_cursor(s, consumer)
-                if cursor is None:
-                    return  # another worker holds it
-                if cursor.retry_at is not None and cursor.retry_at > utcnow():
-                    consumer.retry_at = time.monotonic() + (cursor.retry_at - utcnow()).total_seconds()
-                    return
-                while True:
-                    batch = events_after(s, cursor.last_id, self.BATCH)
-                    for ev in batch:
-                        if matches(consumer.patterns, ev.topic):
+        """Process ``consumer``'s backlog, one batch per transaction, until done or failing."""
+        while True:
+            try:
+                more = self._consume_batch(consumer)
+            except Exception as exc:  # the database itself failed: nothing of this batch was kept
+                self.stats.consumer_failures += 1
+                log.exception("durable consumer %s failed; will retry", consumer.name)
+                self._record_failure(consumer, exc)
+                return
+            if not more or (self._stop.is_set() and self._threads):
+                return
+
+    def _consume_batch(self, consumer: _Consumer) -> bool:
+        """One transaction: lock the cursor, handle up to BATCH events; True if more may follow."""
+        with self.db.session() as s:
+            cursor = self._lock_cursor(s, consumer)
+            if cursor is None:
+                return False  # another worker is on it
+            now = utcnow()
+            if cursor.retry_at is not None and cursor.retry_at > now:
+                consumer.retry_at = time.monotonic() + (cursor.retry_at - now).total_seconds()
+                return False
+            batch = events_after(s, cursor.last_id, self.BATCH)
+            failure: tuple[Event, Exception] | None = None
+            for ev in batch:
+                if matches(consumer.patterns, ev.topic):
+                    try:
+                        # A savepoint per event: a failure undoes that event's writes only, and the
+                        # events before it stay done (fewer repeats under at-least-once).
+                        with s.begin_nested():
                             consumer.handler(s, ev)
-                        cursor.last_id = ev.id
-                    if len(batch) < self.BATCH:
+                    except Exception as exc:
+                        failure = (ev, exc)
                         break
-                if batch or cursor.failures:
-                    cursor.failures = 0
-                    cursor.retry_at = None
-                    cursor.last_error = None
-                    cursor.updated_at = utcnow()
-                self.stats.consumer_runs += 1
-        except Exception as exc:
-            self.stats.consumer_failures += 1
-            log.exception("durable consumer %s failed; will retry", consumer.name)
-            self._record_failure(consumer, exc)
+                cursor.last_id = ev.id
+            self.stats.consumer_runs += 1
+            if failure is not None:
+                failed, error = failure
+                self.stats.consumer_failures += 1
+                cursor.failures += 1
+                delay = self._backoff(cursor.failures)
+                cursor.retry_at = utcnow() + timedelta(seconds=delay)  # counted from the failure
+                cursor.last_error = f"event {failed.id} ({failed.topic}): {error!r}"[:2000]
+                cursor.updated_at = utcnow()
+                consumer.retry_at = time.monotonic() + delay
+                log.warning(
+                    "durable consumer %s failed on event %s; retry %d in %.1f s",
+                    consumer.name,
+                    failed.id,
+                    cursor.failures,
+                    delay,
+                    exc_info=error,
+                )
+                return False
+            if batch or cursor.failures or cursor.retry_at is not None:
+                cursor.failures = 0
+                cursor.retry_at = None
+                cursor.last_error = None
+                cursor.updated_at = utcnow()
+            consumer.retry_at = 0.0
+            return len(batch) == self.BATCH
 
     def _lock_cursor(self, s: Session, consumer: _Consumer) -> EventCursor | None:
+        """Lock ``consumer``'s cursor row for this transaction; None if another worker holds it."""
         stmt = select(EventCursor).where(EventCursor.name == consumer.name)
         if s.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         else:
-            # SQLite: take the write lock before reading, so two workers never run one consumer at once.
-            s.execute(
-                update(EventCursor).where(EventCursor.name == consumer.name).values(updated_at=utcnow())
-            )
+            # SQLite: take the database write lock before reading (a deferred transaction that read
+            # first could not upgrade safely), so two processes never run one consumer at once.
+            claim = update(EventCursor).where(EventCursor.name == consumer.name).values(name=EventCursor.name)
+            s.execute(claim.execution_options(synchronize_session=False))
         cursor = s.scalar(stmt)
         if cursor is not None:
             return cursor
-        exists = s.scalar(select(func.count()).select_from(EventCursor).where(EventCursor.name == consumer.name))
-        if exists:
-            return None  # locked by another worker
-        start_id = latest_event_id(s) if consumer.start == "latest" else 0
-        with s.begin_nested():
-            s.add(EventCursor(name=consumer.name, last_id=start_id, failures=0, updated_at=utcnow()))
+        if s.scalar(select(func.count()).select_from(EventCursor).where(EventCursor.name == consumer.name)):
+            return None  # exists, locked by another worker
+        self._ensure_cursor(s, consumer)
         return s.scalar(stmt)
 
+    def _ensure_cursor(self, s: Session, consumer: _Consumer) -> None:
+        """Create ``consumer``'s cursor unless it exists (safe against a concurrent creator)."""
+        start_id = latest_event_id(s) if consumer.start == "latest" else 0
+        values = {"name": consumer.name, "last_id": start_id, "failures": 0, "updated_at": utcnow()}
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(pg_insert(EventCursor).values(values).on_conflict_do_nothing(index_elements=["name"]))
+        else:
+            s.execute(sqlite_insert(EventCursor).values(values).on_conflict_do_nothing(index_elements=["name"]))
+
     def _record_failure(self, consumer: _Consumer, exc: Exception) -> None:
-        with self.db.session() as s:
-            cursor = s.get(EventCursor, consumer.name)
-            if cursor is None:
-                return
-            cursor.failures += 1
-            delay = min(2.0 ** min(cursor.failures, 16), self.MAX_BACKOFF_SECONDS)
-            cursor.retry_at = utcnow() + timedelta(seconds=delay)
-            cursor.last_error = repr(exc)[:2000]
-            cursor.updated_at = utcnow()
-            consumer.retry_at = time.monotonic() + delay
+        delay = self._backoff(1)
+        try:
+            with self.db.session() as s:
+                cursor = s.get(EventCursor, consumer.name)
+                if cursor is not None:
+                    cursor.failures += 1
+                    delay = self._backoff(cursor.failures)
+                    cursor.retry_at = utcnow() + timedelta(seconds=delay)
+                    cursor.last_error = repr(exc)[:2000]
+                    cursor.updated_at = utcnow()
+        except Exception:
+            log.exception("could not record the failure of durable consumer %s", consumer.name)
+        consumer.retry_at = time.monotonic() + delay
 
     def prune(self) -> int:
-        """Delete events older than the retention that every durable consumer has passed."""
+        """Delete events older than the retention that every live durable consumer has passed.
+
+        * The newest event is always kept: SQLite gives a new row ``max(id) + 1``, so an empty
+          table would hand out old ids again and readers, already past them, would skip them.
+        * A cursor not updated for longer than the retention belongs to a consumer that no
+          longer runs (an active one updates its cursor whenever there is something to do),
+          so it does not hold the outbox back forever.
+        """
         self._last_prune = time.monotonic()
+        cutoff = utcnow() - self.retention
         with self.db.session() as s:
-            floor = s.scalar(select(func.min(EventCursor.last_id)))
-            stmt = delete(OutboxEvent).where(OutboxEvent.created_at < utcnow() - self.retention)
+            newest = latest_event_id(s)
+            floor = s.scalar(select(func.min(EventCursor.last_id)).where(EventCursor.updated_at >= cutoff))
+            stmt = delete(OutboxEvent).where(OutboxEvent.created_at < cutoff, OutboxEvent.id < newest)
             if floor is not None:
                 stmt = stmt.where(OutboxEvent.id <= floor)
             result = s.execute(stmt)
             return int(getattr(result, "rowcount", 0) or 0)
 
     def consumer_status(self) -> list[dict[str, Any]]:
+        """Every durable consumer's cursor and retry state, for the operations page."""
         with self.db.session() as s:
             return [
                 {
@@ -392,31 +699,37 @@ class EventBus:
 
 
 class _PgNotifier:
-    """LISTENs on PostgreSQL and sets ``wake`` on every NOTIFY, so dispatch is immediate."""
+    """LISTENs on PostgreSQL and calls ``on_notify`` on every NOTIFY, so dispatch is immediate."""
 
-    def __init__(self, url: str, wake: threading.Event) -> None:
+    def __init__(self, url: str, on_notify: Callable[[], None]) -> None:
         parsed = make_url(url).set(drivername="postgresql")
         self.conninfo = parsed.render_as_string(hide_password=False)
-        self.wake = wake
+        self.on_notify = on_notify
+        self.listening = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ioc-pg-listen", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         import psycopg
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
+                    self.on_notify()  # whatever was notified while not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.wake.set()
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.on_notify()
             except Exception:
                 log.warning("LISTEN connection lost; retrying in 2 s", exc_info=True)
                 self._stop.wait(2.0)
+            finally:
+                self.listening.clear()

@@ -1,4 +1,9 @@
-"""Alembic migrations, run programmatically: upgrade, current and head revisions."""
+"""Alembic migrations, run programmatically.
+
+The core has one linear history (``0001_core`` …); each module keeps its own branch in the
+same versions folder (``branch_labels=("<module>",)``, ``depends_on="0001_core"``), so modules
+add tables without touching each other's history. "Current" means every head is applied.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +26,26 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision``."""
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Bring the database at ``url`` to ``revision`` (every branch's head by default)."""
     command.upgrade(alembic_config(url), revision)
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+def head_revisions() -> set[str]:
+    """The newest revision of every branch (core and modules)."""
+    return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions the database is at."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return set(MigrationContext.configure(conn).get_current_heads())
 
 
 def is_current(engine: Engine) -> bool:
-    """Whether the database is at the newest migration."""
-    return current_revision(engine) == head_revision()
+    """Whether every branch's newest migration is applied."""
+    return current_revisions(engine) == head_revisions()
+
+
+def describe(revisions: set[str]) -> str:
+    return ", ".join(sorted(revisions)) or "(none)"

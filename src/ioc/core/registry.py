@@ -66,6 +66,7 @@ class Registry:
     panels: list[Panel] = field(default_factory=list)
     datasets: dict[str, Dataset] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
+    grants: dict[str, set[str]] = field(default_factory=dict)
     translations: dict[str, dict[str, str]] = field(default_factory=dict)
     static_dirs: dict[str, Path] = field(default_factory=dict)
     body_limits: dict[str, int] = field(default_factory=dict)
@@ -88,8 +89,15 @@ class Registry:
             raise ValueError(f"dataset {dataset.id!r} registered twice")
         self.datasets[dataset.id] = dataset
 
-    def add_permission(self, name: str, description: str) -> None:
+    def add_permission(self, name: str, description: str, roles: tuple[str, ...] = ()) -> None:
+        """Declare a permission (also usable as an API-key scope) and the roles that hold it."""
         self.permissions[name] = description
+        for role in roles:
+            self.grant(role, name)
+
+    def grant(self, role: str, permission: str) -> None:
+        """Give ``role`` (admin, operator, agency_officer, ward_officer, viewer) a permission."""
+        self.grants.setdefault(role, set()).add(permission)
 
     def add_translations(self, lang: str, messages: dict[str, str]) -> None:
         self.translations.setdefault(lang, {}).update(messages)
