@@ -96,3 +96,37 @@ def test_chunked_oversized_bodies_are_cut_off(client: TestClient) -> None:
         "/api/v1/auth/token", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
     )
     assert r.status_code == 413
+
+
+def test_a_module_renders_its_own_page_in_the_shell_layout(
+    sample_module: str, settings: Settings, tmp_path: Path
+) -> None:
+    templates = tmp_path / "sample_templates"
+    templates.mkdir()
+    (templates / "page.html").write_text(
+        '{% extends "base.html" %}{% block content %}<p id="mau">Trang mẫu {{ word }}</p>{% endblock %}'
+    )
+    module_file = tmp_path / "modules_extra" / "sample_mod" / "__init__.py"
+    module_file.write_text(
+        module_file.read_text()
+        + f"""
+from pathlib import Path
+from fastapi import Request
+from ioc.core.pages import render_page
+
+@router.get("/mau")
+def page(request: Request):
+    return render_page(request, "sample/page.html", word="xin chào")
+
+_setup = setup
+def setup(ctx):
+    _setup(ctx)
+    ctx.registry.add_templates("sample", Path({str(templates)!r}))
+"""
+    )
+    app = create_app(settings.model_copy(update={"modules": [sample_module]}))
+    with TestClient(app) as client:
+        page = client.get("/mau")
+    assert page.status_code == 200
+    assert '<p id="mau">Trang mẫu xin chào</p>' in page.text
+    assert 'lang="vi"' in page.text

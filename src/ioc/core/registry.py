@@ -70,6 +70,7 @@ class Registry:
     translations: dict[str, dict[str, str]] = field(default_factory=dict)
     static_dirs: dict[str, Path] = field(default_factory=dict)
     body_limits: dict[str, int] = field(default_factory=dict)
+    template_dirs: dict[str, Path] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
 
     def add_router(self, router: APIRouter, prefix: str = "") -> None:
@@ -104,6 +105,10 @@ class Registry:
 
     def add_static(self, mount: str, directory: Path) -> None:
         self.static_dirs[mount] = directory
+
+    def add_templates(self, prefix: str, directory: Path) -> None:
+        """Serve a module's Jinja2 templates as ``<prefix>/<name>.html``; they may extend ``base.html``."""
+        self.template_dirs[prefix] = directory
 
     def allow_body(self, path_prefix: str, max_bytes: int) -> None:
         """Let requests under ``path_prefix`` carry bodies up to ``max_bytes`` (e.g. photo uploads)."""

@@ -22,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.types import Scope
@@ -393,6 +394,15 @@ def mount_web(app: FastAPI) -> None:
     """
     registry: Registry | None = getattr(app.state, "registry", None)
     app.state.catalogue = Catalogue.from_registry(registry)
+    app.state.render_page = render
+    if registry is not None and registry.template_dirs:
+        # Modules' templates under their own prefix ("reports/queue.html"), able to extend base.html.
+        templates.env.loader = ChoiceLoader(
+            [
+                FileSystemLoader(TEMPLATES_DIR),
+                PrefixLoader({prefix: FileSystemLoader(d) for prefix, d in registry.template_dirs.items()}),
+            ]
+        )
     app.mount("/static", CachingStaticFiles(directory=STATIC_DIR), name="static")
     # Static folders that modules registered (e.g. a module's own scripts), each on its mount.
     if registry is not None:
