@@ -57,6 +57,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     from ioc import demo
+    from ioc.app import create_app
 
     if not args.demo:
         return _fail("chỉ có `ioc seed --demo` (the Vinh demo)")
@@ -69,6 +70,10 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
                 _say("→ Cơ sở dữ liệu đã có người dùng: bỏ qua dữ liệu mẫu.")
                 return 0
             created = demo.seed_demo(session)
+            registry = create_app(settings).state.registry  # the modules' demo data
+            for name, seeder in registry.seeders.items():
+                _say(f"→ Dữ liệu mẫu của mô-đun {name} …")
+                seeder(session)
         _say(f"→ Đã nạp dữ liệu mẫu Vinh: {len(created)} tài khoản.")
         for login in created:
             _say(f"   {login.role.value:15} {login.username} / {login.password}")

@@ -71,6 +71,7 @@ class Registry:
     static_dirs: dict[str, Path] = field(default_factory=dict)
     body_limits: dict[str, int] = field(default_factory=dict)
     template_dirs: dict[str, Path] = field(default_factory=dict)
+    seeders: dict[str, Callable[[Session], object]] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
 
     def add_router(self, router: APIRouter, prefix: str = "") -> None:
@@ -109,6 +110,12 @@ class Registry:
     def add_templates(self, prefix: str, directory: Path) -> None:
         """Serve a module's Jinja2 templates as ``<prefix>/<name>.html``; they may extend ``base.html``."""
         self.template_dirs[prefix] = directory
+
+    def add_seeder(self, name: str, fn: Callable[[Session], object]) -> None:
+        """Demo data a module adds to ``ioc seed --demo`` (after the core's agencies and users)."""
+        if name in self.seeders:
+            raise ValueError(f"seeder {name!r} registered twice")
+        self.seeders[name] = fn
 
     def allow_body(self, path_prefix: str, max_bytes: int) -> None:
         """Let requests under ``path_prefix`` carry bodies up to ``max_bytes`` (e.g. photo uploads)."""
