@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from ioc import __version__
 from ioc.core.db import Database
-from ioc.core.migrate import current_revisions, head_revisions
+from ioc.core.migrate import current_revisions, head_revisions, is_current
 
 router = APIRouter(tags=["operations"])
 
@@ -31,9 +31,8 @@ def readyz(request: Request) -> JSONResponse:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
-        current, heads = current_revisions(db.engine), head_revisions()
-        checks["migrations"] = {"current": sorted(current), "heads": sorted(heads), "ok": current == heads}
-        ok = current == heads
+        current, heads, ok = current_revisions(db.engine), head_revisions(), is_current(db.engine)
+        checks["migrations"] = {"current": sorted(current), "heads": sorted(heads), "ok": ok}
     except Exception as exc:  # any failure to reach the database means not ready
         checks["database"] = f"error: {exc.__class__.__name__}"
         ok = False
