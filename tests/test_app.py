@@ -130,3 +130,24 @@ def setup(ctx):
     assert page.status_code == 200
     assert '<p id="mau">Trang mẫu xin chào</p>' in page.text
     assert 'lang="vi"' in page.text
+
+
+def test_a_module_static_folder_under_static_is_served(sample_module: str, settings: Settings, tmp_path: Path) -> None:
+    static = tmp_path / "sample_static"
+    static.mkdir()
+    (static / "mau.js").write_text("console.log('mẫu');")
+    module_file = tmp_path / "modules_extra" / "sample_mod" / "__init__.py"
+    module_file.write_text(
+        module_file.read_text()
+        + f"""
+from pathlib import Path
+_setup = setup
+def setup(ctx):
+    _setup(ctx)
+    ctx.registry.add_static("/static/sample", Path({str(static)!r}))
+"""
+    )
+    app = create_app(settings.model_copy(update={"modules": [sample_module]}))
+    with TestClient(app) as client:
+        assert client.get("/static/sample/mau.js").status_code == 200
+        assert client.get("/static/app.css").status_code == 200

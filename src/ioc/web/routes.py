@@ -243,9 +243,7 @@ def home(request: Request, session: DbSession) -> HTMLResponse:
 
 
 @router.get("/login", response_class=HTMLResponse, response_model=None)
-def login_form(
-    request: Request, session: DbSession, next_param: Annotated[str, Query(alias="next")] = ""
-) -> Response:
+def login_form(request: Request, session: DbSession, next_param: Annotated[str, Query(alias="next")] = "") -> Response:
     """The login form; a user who is already logged in goes straight on."""
     next_url = safe_next(next_param, DEFAULT_AFTER_LOGIN)
     if web_principal(request, session) is not None:
@@ -344,9 +342,7 @@ def dashboard(request: Request, session: DbSession) -> Response:
 
 
 @router.get("/lang/{code}", response_model=None)
-def switch_language(
-    request: Request, code: str, next_param: Annotated[str, Query(alias="next")] = "/"
-) -> Response:
+def switch_language(request: Request, code: str, next_param: Annotated[str, Query(alias="next")] = "/") -> Response:
     """Remember the UI language in the ``ioc_lang`` cookie and go back to a local ``next``."""
     language = normalize_language(code)
     if language is None or language != code.lower():
@@ -403,9 +399,10 @@ def mount_web(app: FastAPI) -> None:
                 PrefixLoader({prefix: FileSystemLoader(d) for prefix, d in registry.template_dirs.items()}),
             ]
         )
-    app.mount("/static", CachingStaticFiles(directory=STATIC_DIR), name="static")
-    # Static folders that modules registered (e.g. a module's own scripts), each on its mount.
+    # Static folders that modules registered (e.g. "/static/reports"), each on its mount; mounted
+    # before "/static" and longest first, because the first matching mount serves the request.
     if registry is not None:
-        for mount, directory in sorted(registry.static_dirs.items()):
+        for mount, directory in sorted(registry.static_dirs.items(), key=lambda item: -len(item[0])):
             app.mount(mount, StaticFiles(directory=directory), name=f"static:{mount}")
+    app.mount("/static", CachingStaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
