@@ -7,17 +7,23 @@ may call it. Callers: the five staff roles, an anonymous client and an integrati
 
 Each row runs every caller against fresh targets (a new alarm to acknowledge per caller, a
 new key to revoke, ...) on one database, and reports all mismatches at once.
+
+Modules bring their own rows: ``tests/modules/<name>/role_matrix.py`` defines
+``ROWS: list[Row]`` (built with :class:`Row`, :func:`expect` and :func:`everyone` from here;
+``url``/``json`` callables receive the :class:`World` and the caller's role), and those rows
+run here like the core's.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -95,7 +101,7 @@ def quick_alarm(
         return alarm.id
 
 
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """``response`` is an RFC 7807 problem of ``status`` with a reason (and ``code``)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
@@ -114,6 +120,16 @@ ROLES = ("admin", "operator", "agency_officer", "ward_officer", "viewer", "anony
 STAFF = ("admin", "operator", "agency_officer", "ward_officer", "viewer")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 APIKEY_SCOPES = ["alarms:raise", "alarms:read"]
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """The app without its lifespan: these tests need no event dispatcher (events are checked
+    in the outbox table), and its PostgreSQL listener takes half a second to stop."""
+    test_client = TestClient(app)
+    yield test_client
+    test_client.close()
+    app.state.db.dispose()
 
 
 @dataclass
@@ -191,7 +207,7 @@ ALARM_READERS = (*STAFF, "apikey")
 #: An alarm of Thành Vinh owned by its committee: the so-nnmt officer sees a 404.
 IN_REMIT = {"agency_officer": 404}
 
-MATRIX: list[Row] = [
+CORE_ROWS: list[Row] = [
     # identity
     Row("POST", "/api/v1/auth/token", everyone(200), form=_login_form),
     Row("GET", "/api/v1/me", expect(200, ALARM_READERS)),
@@ -255,10 +271,23 @@ MATRIX: list[Row] = [
 ]
 
 
+def _module_rows() -> list[Row]:
+    """The rows that module test packages contribute (``tests/modules/<name>/role_matrix.py``)."""
+    rows: list[Row] = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "modules").glob("*/role_matrix.py")):
+        contributed = importlib.import_module(f"tests.modules.{path.parent.name}.role_matrix")
+        rows.extend(contributed.ROWS)
+    return rows
+
+
+MATRIX: list[Row] = CORE_ROWS + _module_rows()
+
+
 def _api_routes(app: FastAPI) -> set[tuple[str, str]]:
     """(method, path) of every /api/v1 route: from the router (routers included lazily by
     recent FastAPI are expanded) and from the OpenAPI document, so neither can hide one."""
     found: set[tuple[str, str]] = set()
+    pairs: list[tuple[str | None, set[str] | None]]
     try:
         from fastapi.routing import iter_route_contexts  # FastAPI >= 0.160: lazy included routers
     except ImportError:  # pragma: no cover - older FastAPI keeps plain APIRoutes

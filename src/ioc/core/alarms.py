@@ -51,6 +51,7 @@ class Severity(StrEnum):
 
     @property
     def rank(self) -> int:
+        """Order of gravity: WARNING 1 … CRITICAL 4."""
         return _RANK[self]
 
 
@@ -102,6 +103,7 @@ class Alarm(Base):
 
     @property
     def status(self) -> AlarmStatus:
+        """The ThingsBoard-style status: active or cleared, acknowledged or not."""
         if self.cleared:
             return AlarmStatus.CLEARED_ACK if self.acknowledged else AlarmStatus.CLEARED_UNACK
         return AlarmStatus.ACTIVE_ACK if self.acknowledged else AlarmStatus.ACTIVE_UNACK
@@ -150,6 +152,8 @@ class AlarmAction(InputModel):
 
 
 class AlarmHistoryPublic(BaseModel):
+    """One step of an alarm's history."""
+
     model_config = ConfigDict(from_attributes=True)
 
     at: datetime
@@ -160,6 +164,8 @@ class AlarmHistoryPublic(BaseModel):
 
 
 class AlarmPublic(BaseModel):
+    """An alarm as the API shows it and as events carry it."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -184,6 +190,8 @@ class AlarmPublic(BaseModel):
 
 
 class AlarmDetail(AlarmPublic):
+    """An alarm with its history."""
+
     history: list[AlarmHistoryPublic]
 
 

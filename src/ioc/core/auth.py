@@ -205,6 +205,7 @@ class Principal:
     via_cookie: bool = False
 
     def has(self, permission: str) -> bool:
+        """Whether the principal may do ``permission``."""
         return "*" in self.permissions or permission in self.permissions
 
     def covers(self, permissions: Iterable[str]) -> bool:
@@ -230,6 +231,7 @@ class Principal:
         return self.agency_id is not None and agency_id == self.agency_id
 
     def audit_dict(self) -> dict[str, Any]:
+        """Who this is, as an audit row names it."""
         return {"kind": self.kind, "id": self.id, "name": self.name}
 
 

@@ -63,6 +63,10 @@ class Base(DeclarativeBase):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 driver begins a transaction only at the first write, so reads before it see the
+    # newest committed data and a read-then-write transaction never fails on a stale WAL snapshot
+    # (read committed, like PostgreSQL's default). The price: a SAVEPOINT must follow a write in
+    # the same transaction, or the driver commits it; the core's code is written that way.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -1,0 +1,435 @@
+"""Computing KPI values: measures resolved through the registry or imported values, with lineage.
+
+A measure named in a formula is looked up first among the measures the modules registered
+(``registry.measures``: the module that owns the data computes it), then among the imported
+indicators (``data/indicators.toml``). The value of a KPI for a period is
+``scale × numerator / denominator``; its lineage lists every input, where it came from
+(the registering module or the import file and line of each source row), the formula and when
+it was computed. Status compares the trend, projected to the target date, with the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ioc.core.db import utcnow
+from ioc.core.events import Topic, publish
+from ioc.core.registry import KpiMeasure
+
+from .definitions import Indicator, KpiDefinition, load_definitions, load_indicators
+from .models import IndicatorImport, IndicatorValue, KpiValue
+from .periods import Period, last_periods, period_of, today
+
+MAX_LINEAGE_ROWS = 50
+HISTORY = 12
+STATUSES = ("on_track", "at_risk", "off_track", "no_data")
+NGSI_CONTEXT = [
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.KeyPerformanceIndicator/master/context.jsonld",
+    "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld",
+]
+FREQUENCY = {"month": "monthly", "quarter": "quarterly", "year": "yearly"}
+STANDING = {"on_track": "good", "at_risk": "fair", "off_track": "bad"}
+
+
+class KpiUpdated(BaseModel):
+    """Payload of ``kpi.updated``: the KPI as a normalized NGSI-LD KeyPerformanceIndicator entity."""
+
+    kpi_id: str
+    period: str
+    entity: dict[str, Any]
+
+
+KPI_UPDATED = Topic("kpi.updated", KpiUpdated, "A KPI's latest value changed (NGSI-LD KeyPerformanceIndicator)")
+
+
+@dataclass
+class Input:
+    """One measure's value in a computation and where it came from."""
+
+    measure: str
+    value: float | None
+    source: str  # registry | import | missing
+    module: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    row_count: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "measure": self.measure,
+            "value": self.value,
+            "source": self.source,
+            "module": self.module,
+            "rows": self.rows,
+            "row_count": self.row_count,
+        }
+
+
+@dataclass
+class Computed:
+    """A KPI value for a period (city or a ward) with its lineage."""
+
+    kpi: KpiDefinition
+    period: Period
+    ward: str | None
+    value: float | None
+    numerator: Input
+    denominator: Input | None
+    computed_at: datetime
+
+    def lineage(self, rows_url: str = "") -> dict[str, Any]:
+        return {
+            "formula": self.kpi.formula,
+            "period": {
+                "kind": self.period.kind,
+                "label": self.period.label,
+                "start": self.period.start.isoformat(),
+                "end": self.period.end.isoformat(),
+            },
+            "ward_code": self.ward,
+            "inputs": [i.as_dict() for i in (self.numerator, self.denominator) if i is not None],
+            "rows_url": rows_url,
+            "computed_at": self.computed_at.isoformat(),
+        }
+
+
+class Resolver:
+    """Evaluates named measures: registered by a module, else imported, else missing."""
+
+    def __init__(self, measures: Mapping[str, KpiMeasure], indicators: Mapping[str, Indicator] | None = None) -> None:
+        self.measures = measures
+        self.indicators = indicators if indicators is not None else load_indicators()
+
+    def evaluate(self, session: Session, name: str, start: date, end: date, ward: str | None) -> Input:
+        registered = self.measures.get(name)
+        if registered is not None:
+            value = registered.fn(session, start, end, ward)
+            return Input(name, None if value is None else float(value), "registry", name.split(".", 1)[0])
+        indicator = self.indicators.get(name)
+        if indicator is not None:
+            return imported(session, indicator, start, end, ward)
+        return Input(name, None, "missing")
+
+
+def _row_doc(row: IndicatorValue, filename: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "import_id": row.import_id,
+        "file": filename,
+        "line": row.line,
+        "period_start": row.period_start.isoformat(),
+        "period_end": row.period_end.isoformat(),
+        "ward_code": row.ward_code or None,
+        "value": row.value,
+    }
+
+
+def imported(session: Session, indicator: Indicator, start: date, end: date, ward: str | None) -> Input:
+    """An imported indicator over ``[start, end]``: the latest value up to ``end`` (stocks) or the
+    sum of the values reported inside the period (flows); for the city, the sum of the wards'
+    values when no city value was imported and the indicator is additive."""
+    iv = IndicatorValue
+    key = ward or ""
+    rows: list[IndicatorValue]
+    if indicator.aggregation == "last":
+        latest = session.scalar(
+            select(iv)
+            .where(iv.measure == indicator.name, iv.ward_code == key, iv.period_end <= end)
+            .order_by(iv.period_end.desc(), iv.period_start.desc())
+            .limit(1)
+        )
+        rows = [latest] if latest is not None else []
+        if not rows and ward is None and indicator.additive:
+            last_end = session.scalar(
+                select(func.max(iv.period_end)).where(
+                    iv.measure == indicator.name, iv.ward_code != "", iv.period_end <= end
+                )
+            )
+            if last_end is not None:
+                rows = list(
+                    session.scalars(
+                        select(iv)
+                        .where(iv.measure == indicator.name, iv.ward_code != "", iv.period_end == last_end)
+                        .order_by(iv.ward_code)
+                    )
+                )
+                # several wards' rows for the same day but different period starts: keep the newest per ward
+                newest: dict[str, IndicatorValue] = {}
+                for r in rows:
+                    if r.ward_code not in newest or r.period_start > newest[r.ward_code].period_start:
+                        newest[r.ward_code] = r
+                rows = list(newest.values())
+    else:
+        base = select(iv).where(iv.measure == indicator.name, iv.period_start >= start, iv.period_end <= end)
+        rows = list(session.scalars(base.where(iv.ward_code == key).order_by(iv.period_start)))
+        if not rows and ward is None and indicator.additive:
+            rows = list(session.scalars(base.where(iv.ward_code != "").order_by(iv.period_start, iv.ward_code)))
+    if not rows:
+        return Input(indicator.name, None, "import")
+    found = session.execute(
+        select(IndicatorImport.id, IndicatorImport.filename).where(IndicatorImport.id.in_({r.import_id for r in rows}))
+    )
+    files: dict[int, str] = {}
+    for import_id, filename in found:  # (a Result is not a mapping source for dict())
+        files[import_id] = filename
+    value = float(sum(r.value for r in rows))
+    docs = [_row_doc(r, files.get(r.import_id, "")) for r in rows[:MAX_LINEAGE_ROWS]]
+    return Input(indicator.name, value, "import", None, docs, len(rows))
+
+
+def compute(
+    session: Session, resolver: Resolver, kpi: KpiDefinition, period: Period, ward: str | None = None
+) -> Computed:
+    """The value of ``kpi`` over ``period`` (city, or ``ward``) with its inputs."""
+    num = resolver.evaluate(session, kpi.numerator, period.start, period.end, ward)
+    den = resolver.evaluate(session, kpi.denominator, period.start, period.end, ward) if kpi.denominator else None
+    value: float | None = None
+    if num.value is not None:
+        if den is None:
+            value = kpi.scale * num.value
+        elif den.value:
+            value = kpi.scale * num.value / den.value
+    return Computed(kpi, period, ward, None if value is None else round(value, 4), num, den, utcnow())
+
+
+# --------------------------------------------------------------------------- trend and status
+
+
+@dataclass
+class Trend:
+    """The least-squares trend of a series and where it leads by the deadline."""
+
+    slope_per_month: float | None
+    projected: float | None
+    deadline: date
+    points: int
+
+
+def trend(points: list[tuple[Period, float]], kpi: KpiDefinition, on: date | None = None) -> Trend:
+    """Fit a line through the values (x = end of each period) and project it to the deadline.
+
+    The deadline is the target date (2025-12-31), or — the resolution's targets being the floor
+    the city keeps after 2025 — the end of the current year once that date has passed.
+    """
+    on = on or today()
+    deadline = max(kpi.target_date, date(on.year, 12, 31))
+    if not points:
+        return Trend(None, None, deadline, 0)
+    xs = [float(p.end.toordinal()) for p, _ in points]
+    ys = [v for _, v in points]
+    if len(points) == 1:
+        return Trend(None, ys[0], deadline, 1)
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    projected = my + slope * (deadline.toordinal() - mx)
+    return Trend(round(slope * 30.4375, 4), round(projected, 4), deadline, len(points))
+
+
+def status_of(kpi: KpiDefinition, latest: float | None, t: Trend) -> str:
+    """on_track: the target is met and the trend keeps it, or the trend reaches it by the deadline;
+    at_risk: met now but the trend falls below, or the projection misses by at most the tolerance
+    (10 % of the target by default); off_track: otherwise; no_data without a value."""
+    if latest is None:
+        return "no_data"
+    projected = t.projected if t.projected is not None else latest
+    if kpi.meets(projected):
+        return "on_track"
+    if kpi.meets(latest):
+        return "at_risk"
+    gap = abs(kpi.target - projected)
+    return "at_risk" if gap <= kpi.tolerance * abs(kpi.target) else "off_track"
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def stored_series(session: Session, kpi: KpiDefinition, since: date, ward: str = "") -> dict[date, KpiValue]:
+    rows = session.scalars(
+        select(KpiValue).where(KpiValue.kpi_id == kpi.id, KpiValue.ward_code == ward, KpiValue.period_start >= since)
+    )
+    return {r.period_start: r for r in rows if r.period == kpi.period}
+
+
+def rows_url(kpi: KpiDefinition, period: Period, ward: str | None) -> str:
+    if not kpi.rows_url:
+        return ""
+    url = kpi.rows_url.format(start=period.start.isoformat(), end=period.end.isoformat())
+    return url + (f"&ward_code={ward}" if ward and "dossiers" in url else "")
+
+
+def store(session: Session, c: Computed, status: str) -> tuple[KpiValue, bool]:
+    """Write (or update) the stored value of ``c``; returns the row and whether it changed."""
+    ward = c.ward or ""
+    row = session.scalar(
+        select(KpiValue).where(
+            KpiValue.kpi_id == c.kpi.id, KpiValue.period_start == c.period.start, KpiValue.ward_code == ward
+        )
+    )
+    lineage = c.lineage(rows_url(c.kpi, c.period, c.ward))
+    if row is None:
+        row = KpiValue(kpi_id=c.kpi.id, period=c.period.kind, period_start=c.period.start, ward_code=ward)
+        session.add(row)
+        changed = True
+    else:
+        changed = row.value != c.value or row.status != status
+    row.period_end = c.period.end
+    row.value = c.value
+    row.numerator = c.numerator.value
+    row.denominator = c.denominator.value if c.denominator else None
+    row.status = status
+    row.lineage = lineage
+    row.computed_at = c.computed_at
+    session.flush()
+    return row, changed
+
+
+def refresh(
+    session: Session,
+    resolver: Resolver,
+    kpis: list[KpiDefinition] | None = None,
+    *,
+    history: int = HISTORY,
+    recompute_closed: int = 1,
+    until: date | None = None,
+    force: bool = False,
+) -> int:
+    """Store the values of the last ``history`` periods of each KPI; returns how many changed.
+
+    The current period and the ``recompute_closed`` periods before it are always recomputed
+    (late data); older ones only when missing or empty (or when ``force``). A change of the
+    latest value publishes ``kpi.updated`` with the NGSI-LD entity.
+    """
+    changed_total = 0
+    for kpi in kpis or list(load_definitions().values()):
+        periods = last_periods(kpi.period, history, until)
+        existing = stored_series(session, kpi, periods[0].start)
+        points: list[tuple[Period, float]] = []
+        latest_row: KpiValue | None = None
+        latest_changed = False
+        for index, period in enumerate(periods):
+            row = existing.get(period.start)
+            recent = index >= len(periods) - 1 - recompute_closed
+            if force or recent or row is None or row.value is None:
+                c = compute(session, resolver, kpi, period)
+                if c.value is not None:
+                    points.append((period, c.value))
+                status = status_of(kpi, c.value, trend(points, kpi, until))
+                row, changed = store(session, c, status)
+                changed_total += changed
+                if row.value is not None:
+                    latest_row, latest_changed = row, changed
+            elif row.value is not None:
+                points.append((period, row.value))
+                latest_row, latest_changed = row, False
+        if latest_row is not None and latest_changed:
+            entity = ngsi_entity(kpi, latest_row)
+            publish(session, KPI_UPDATED, KpiUpdated(kpi_id=kpi.id, period=period_label(latest_row), entity=entity))
+    return changed_total
+
+
+def period_label(row: KpiValue) -> str:
+    return Period(row.period_start, row.period_end, row.period).label
+
+
+# --------------------------------------------------------------------------- views
+
+
+def series(
+    session: Session, resolver: Resolver, kpi: KpiDefinition, *, history: int = HISTORY, live: bool = True
+) -> list[dict[str, Any]]:
+    """The KPI over its last ``history`` periods: stored values, the current period computed live
+    (when ``live``), and any missing past period computed on the fly (not stored)."""
+    periods = last_periods(kpi.period, history)
+    stored = stored_series(session, kpi, periods[0].start)
+    out: list[dict[str, Any]] = []
+    for index, period in enumerate(periods):
+        row = stored.get(period.start)
+        current = index == len(periods) - 1
+        if (current and live) or row is None:
+            c = compute(session, resolver, kpi, period)
+            out.append(
+                {
+                    "period": period.label,
+                    "start": period.start,
+                    "end": period.end,
+                    "value": c.value,
+                    "computed_at": c.computed_at,
+                    "stored": False,
+                    "lineage": c.lineage(rows_url(kpi, period, None)),
+                }
+            )
+        else:
+            out.append(
+                {
+                    "period": period.label,
+                    "start": period.start,
+                    "end": period.end,
+                    "value": row.value,
+                    "computed_at": row.computed_at,
+                    "stored": True,
+                    "lineage": row.lineage,
+                }
+            )
+    return out
+
+
+def summarize(kpi: KpiDefinition, points: list[dict[str, Any]], on: date | None = None) -> dict[str, Any]:
+    """Latest value, gap to target, trend and status of a series from :func:`series`."""
+    valued = [(Period(p["start"], p["end"], kpi.period), p["value"]) for p in points if p["value"] is not None]
+    latest = valued[-1] if valued else None
+    t = trend(valued, kpi, on)
+    value = latest[1] if latest else None
+    status = status_of(kpi, value, t)
+    return {
+        "value": value,
+        "period": latest[0].label if latest else None,
+        "gap": None if value is None else round(kpi.target - value if kpi.direction == "up" else value - kpi.target, 4),
+        "trend": {
+            "slope_per_month": t.slope_per_month,
+            "projected": t.projected,
+            "deadline": t.deadline.isoformat(),
+            "points": t.points,
+        },
+        "status": status,
+    }
+
+
+def ngsi_entity(kpi: KpiDefinition, row: KpiValue) -> dict[str, Any]:
+    """The KPI as a normalized NGSI-LD ``KeyPerformanceIndicator`` entity (FIWARE Smart Data Models)."""
+
+    def prop(value: Any, **extra: Any) -> dict[str, Any]:
+        return {"type": "Property", "value": value, **extra}
+
+    observed = row.computed_at.isoformat().replace("+00:00", "Z")
+    entity: dict[str, Any] = {
+        "id": f"urn:ngsi-ld:KeyPerformanceIndicator:vinh:{kpi.id}",
+        "type": "KeyPerformanceIndicator",
+        "name": prop(kpi.name_vi),
+        "alternateName": prop(kpi.name_en),
+        "description": prop(kpi.description_vi),
+        "category": prop(["quantitative"]),
+        "kpiValue": prop(row.value, observedAt=observed, unitCode="P1" if kpi.unit == "%" else kpi.unit),
+        "calculationPeriod": prop({"from": row.period_start.isoformat(), "to": row.period_end.isoformat()}),
+        "calculationFrequency": prop(FREQUENCY[kpi.period]),
+        "calculationMethod": prop("automatic"),
+        "calculationFormula": prop(kpi.formula),
+        "dateModified": prop({"@type": "DateTime", "@value": observed}),
+        "organization": prop({"name": kpi.owner}),
+        "area": prop("Vinh, Nghệ An"),
+        "target": prop(kpi.target, unitCode="P1" if kpi.unit == "%" else kpi.unit),
+        "@context": NGSI_CONTEXT,
+    }
+    if row.status in STANDING:
+        entity["currentStanding"] = prop(STANDING[row.status])
+    return entity
+
+
+def period_for(kpi: KpiDefinition, day: date) -> Period:
+    return period_of(day, kpi.period)
