@@ -36,6 +36,10 @@ def main() -> int:
         figures = importlib.import_module(f"bench.{info.name}").run()
         results["benchmarks"][info.name] = figures
         print(f"  {json.dumps(figures, ensure_ascii=False)} ({time.perf_counter() - started:.1f} s)", flush=True)
+    if only and RESULTS.exists():
+        # A partial run updates its own benchmarks and keeps the others' last figures.
+        previous = json.loads(RESULTS.read_text())
+        results["benchmarks"] = {**previous.get("benchmarks", {}), **results["benchmarks"]}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"✓ {RESULTS.relative_to(ROOT)}")
