@@ -33,6 +33,7 @@ from ioc.core.problems import (
     Problem,
     handle_http_exception,
     handle_problem,
+    handle_unexpected,
     handle_validation_error,
     problem_response,
 )
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Problem, _browser_aware(handle_problem))
     app.add_exception_handler(StarletteHTTPException, _browser_aware(handle_http_exception))
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(Exception, handle_unexpected)
 
     names = settings.modules if settings.modules is not None else available_modules()
     load_modules(lambda name: ModuleContext(name, settings, db, bus, registry), names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ioc.app import create_app
@@ -57,3 +58,15 @@ def test_a_browser_gets_an_html_error_page_and_an_api_client_a_problem(client: T
     api = client.get("/api/v1/khong-co", headers={"accept": "text/html"})
     assert api.status_code == 404
     assert api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_unexpected_error_is_a_500_problem_without_internals(app: FastAPI) -> None:
+    @app.get("/api/v1/hong")
+    def broken() -> None:
+        raise ZeroDivisionError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/api/v1/hong")
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "secret" not in r.text and r.json()["code"] == "internal-error"

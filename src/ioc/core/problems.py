@@ -119,3 +119,14 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
         422, f"Dữ liệu không hợp lệ tại '{where}': {first['msg']}", code="validation-error", errors=errors
     )
     return problem_response(problem, request)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Any error nobody foresaw: logged with its traceback, answered as a 500 problem without details."""
+    import logging
+
+    logging.getLogger("ioc.errors").error(
+        "unhandled error", exc_info=exc, extra={"path": request.url.path, "method": request.method}
+    )
+    problem = Problem(500, "Lỗi máy chủ; sự cố đã được ghi lại (internal error, logged).", code="internal-error")
+    return problem_response(problem, request)
