@@ -1,0 +1,607 @@
+"""The NGSI-LD API routes under ``/ngsi-ld/v1`` (entities, discovery, @contexts); batch in batch.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from ioc.core.auth import OptionalPrincipal
+from ioc.core.db import Database, utcnow
+
+from . import contexts, service
+from .entity import EntityInput, check_name, parse_attribute, parse_attributes, parse_entity, parse_types
+from .errors import NgsiError, NgsiRoute, bad_request, not_found
+from .events import publish_changes
+from .http import (
+    GEOJSON,
+    JSON,
+    JSONLD,
+    Body,
+    Broker,
+    accept,
+    body_context,
+    bool_param,
+    csv_param,
+    int_param,
+    options_of,
+    query_context,
+    read_json,
+    readable_types,
+    require_write,
+    respond,
+    tenant_of,
+)
+from .ld import CORE_CONTEXT_URL, ActiveContext, core_document, is_core_url, is_uri
+from .query import parse_geoq, parse_q, parse_type_expr
+from .render import RenderOptions, geojson_feature, render_entity
+from .search import (
+    EntityQuery,
+    attribute_details,
+    attribute_names,
+    compile_pattern,
+    run_query,
+    type_details,
+    type_names,
+)
+from .store import ChangeSet, StoredEntity, check_tenant, flush, load_entities
+
+PREFIX = "/ngsi-ld/v1"
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+@contextmanager
+def write_session(request: Request, broker: Broker, tenant: str) -> Iterator[tuple[Session, ChangeSet]]:
+    """A transaction and a change set; flushed, published and committed on success, rolled back on error."""
+    with _db(request).session() as session:
+        cs = ChangeSet(tenant, utcnow())
+        yield session, cs
+        flush(session, cs)
+        publish_changes(session, cs, broker.loader.core)
+
+
+def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = False) -> RenderOptions:
+    opts = options_of(request)
+    fmt = request.query_params.get("format")
+    known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite", "update", "replace"}
+    unknown = opts - known
+    if unknown:
+        raise bad_request(f"Unknown options: {', '.join(sorted(unknown))}.")
+    if fmt is None:
+        if "keyValues" in opts or "simplified" in opts:
+            fmt = "keyValues"
+        elif "concise" in opts:
+            fmt = "concise"
+        else:
+            fmt = "normalized"
+    if fmt == "simplified":
+        fmt = "keyValues"
+    if fmt not in ("normalized", "concise", "keyValues"):
+        raise bad_request(f"Invalid format {fmt!r}.")
+    pick = csv_param(request, "pick")
+    omit = csv_param(request, "omit")
+    attrs = csv_param(request, "attrs")
+    if pick is not None and omit is not None:
+        raise bad_request("pick and omit cannot be used together.")
+
+    def names(items: list[str] | None, keep: bool) -> set[str] | None:
+        if items is None:
+            return None
+        out = {i if i in ("id", "type", "scope") else ctx.expand(i) for i in items}
+        if keep:
+            out.update({"id", "type", "scope"})
+        return out
+
+    pick_set = names(pick, False)
+    if attrs is not None:
+        attr_set = names(attrs, True) or set()
+        pick_set = attr_set if pick_set is None else pick_set & attr_set
+    return RenderOptions(
+        fmt=fmt,
+        sys_attrs="sysAttrs" in opts or default_sys,
+        lang=request.query_params.get("lang"),
+        pick=pick_set,
+        omit=names(omit, False),
+    )
+
+
+def _entity_id(raw: str) -> str:
+    if not is_uri(raw):
+        raise bad_request(f"The entity id must be a URI, got {raw!r}.")
+    return raw
+
+
+def _load_one(session: Session, tenant: str, entity_id: str) -> StoredEntity:
+    check_tenant(session, tenant)
+    entity = load_entities(session, tenant, [entity_id]).get(entity_id)
+    if entity is None:
+        raise not_found(f"The entity {entity_id} does not exist.")
+    return entity
+
+
+def _update_response(result: service.UpdateResult, ctx: ActiveContext) -> Response:
+    if not result.not_updated:
+        return Response(status_code=204)
+    return JSONResponse(result.to_json(ctx), status_code=207)
+
+
+def build_router(broker: Broker) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD"])
+
+    # ------------------------------------------------------------------ entities
+    @router.post("/entities", status_code=201)
+    def create_entity(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        body, ct = read_json(request, raw)
+        ctx = body_context(broker, request, body, ct)
+        inp = parse_entity(body, ctx)
+        assert inp.id is not None
+        with write_session(request, broker, tenant) as (session, cs):
+            existing = load_entities(session, tenant, [inp.id]).get(inp.id)
+            service.create(cs, existing, inp)
+        headers = {"Location": f"{PREFIX}/entities/{quote(inp.id, safe=':')}"}
+        if tenant:
+            headers["NGSILD-Tenant"] = tenant
+        return Response(status_code=201, headers=headers)
+
+    @router.get("/entities")
+    def query_entities(request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request, geo=True)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        p = request.query_params
+        query = _entity_query(request, ctx, readable)
+        if (
+            not any(k in p for k in ("id", "idPattern", "type", "attrs", "q", "georel", "geoQ"))
+            and p.get("local") != "true"
+        ):
+            raise bad_request("Give at least one of type, id, idPattern, attrs, q or a geo-query (or local=true).")
+        opts = render_options(request, ctx)
+        limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
+        offset = int_param(request, "offset", 0)
+        count = bool_param(request, "count")
+        if limit == 0 and not count:
+            raise bad_request("limit=0 is only allowed with count=true.")
+        with _db(request).session() as session:
+            check_tenant(session, tenant)
+            entities, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+        headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+        return _entities_response(request, entities, ctx, opts, media, headers)
+
+    def _entities_response(
+        request: Request,
+        entities: list[StoredEntity],
+        ctx: ActiveContext,
+        opts: RenderOptions,
+        media: str,
+        headers: dict[str, str],
+    ) -> Response:
+        if media == GEOJSON:
+            geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
+            features = [geojson_feature(e, ctx, opts, geo_prop) for e in entities]
+            return respond({"type": "FeatureCollection", "features": features}, ctx, media, headers=headers)
+        return respond([render_entity(e, ctx, opts) for e in entities], ctx, media, headers=headers)
+
+    @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
+    @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)
+    def no_attr_get(request: Request) -> Response:
+        raise NgsiError("MethodNotAllowed", "Attributes are read through GET /entities/{entityId}?attrs=...")
+
+    @router.post("/entities/{entity_id:path}/attrs")
+    def append_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a JSON object of attributes.")
+        inp = parse_entity({**body, "id": eid}, ctx, require_type=False)
+        no_overwrite = "noOverwrite" in options_of(request)
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = _load_one(session, tenant, eid)
+            result = service.append(cs, entity, inp, no_overwrite=no_overwrite)
+        return _update_response(result, ctx)
+
+    @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}")
+    def partial_attr_update(
+        entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
+    ) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw, patch=True)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be an attribute fragment (a JSON object).")
+        check_name(attr_id)
+        name = ctx.expand(attr_id)
+        fragment = {k: v for k, v in body.items() if k != "@context"}
+        doc = parse_attribute(name, fragment, ctx, partial=True, merge=True)
+        if not isinstance(doc, dict):
+            raise bad_request("Use DELETE to remove an attribute.")
+        if "type" not in fragment:
+            doc.pop("type", None)
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = _load_one(session, tenant, eid)
+            ds = doc.get("datasetId", "")
+            current = entity.attrs.get(name, {}).get(ds)
+            if current is not None and "type" not in doc:
+                doc["type"] = current.doc.get("type")
+                if doc["type"] == "GeoProperty" and "value" in doc:
+                    parse_attribute(name, {"type": "GeoProperty", "value": doc["value"]}, ctx)
+            service.partial_update(cs, entity, name, doc)
+        return Response(status_code=204)
+
+    @router.put("/entities/{entity_id:path}/attrs/{attr_id:path}")
+    def replace_attr(
+        entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
+    ) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw)
+        ctx = body_context(broker, request, body, ct)
+        check_name(attr_id)
+        name = ctx.expand(attr_id)
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "@context"}
+        per_ds = parse_attributes({attr_id: body}, ctx)[name]
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = _load_one(session, tenant, eid)
+            service.replace_attribute(cs, entity, name, per_ds)
+        return Response(status_code=204)
+
+    @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
+    def delete_attr(entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
+        check_name(attr_id)
+        name = ctx.expand(attr_id)
+        dataset_id = request.query_params.get("datasetId")
+        if dataset_id is not None and not is_uri(dataset_id):
+            raise bad_request("datasetId must be a URI.")
+        delete_all = bool_param(request, "deleteAll")
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = _load_one(session, tenant, eid)
+            service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
+        return Response(status_code=204)
+
+    @router.patch("/entities/{entity_id:path}/attrs")
+    def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw, patch=True)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a JSON object of attributes.")
+        attrs = parse_attributes(body, ctx, merge=True)
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = _load_one(session, tenant, eid)
+            result = service.update(cs, entity, attrs)
+        return _update_response(result, ctx)
+
+    @router.get("/entities/{entity_id:path}")
+    def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request, geo=True)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        opts = render_options(request, ctx)
+        with _db(request).session() as session:
+            entity = _load_one(session, tenant, eid)
+        if readable is not None and not set(entity.types) & readable:
+            raise NgsiError(
+                "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if media == GEOJSON:
+            geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
+            return respond(geojson_feature(entity, ctx, opts, geo_prop), ctx, media)
+        return respond(render_entity(entity, ctx, opts), ctx, media)
+
+    @router.delete("/entities/{entity_id:path}")
+    def delete_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        with write_session(request, broker, tenant) as (session, cs):
+            cs.drop(_load_one(session, tenant, eid))
+        return Response(status_code=204)
+
+    @router.patch("/entities/{entity_id:path}")
+    def merge_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw, patch=True)
+        ctx = body_context(broker, request, body, ct)
+        inp = _fragment(body, ctx, eid, merge=True)
+        with write_session(request, broker, tenant) as (session, cs):
+            service.merge(cs, _load_one(session, tenant, eid), inp)
+        return Response(status_code=204)
+
+    @router.put("/entities/{entity_id:path}")
+    def replace_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw)
+        ctx = body_context(broker, request, body, ct)
+        inp = _fragment(body, ctx, eid, merge=False)
+        if not inp.types:
+            raise bad_request("A replacing entity needs a type.")
+        with write_session(request, broker, tenant) as (session, cs):
+            service.replace(cs, _load_one(session, tenant, eid), inp)
+        return Response(status_code=204)
+
+    # ------------------------------------------------------------------ discovery
+    @router.get("/types")
+    def list_types(request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        details = bool_param(request, "details")
+        with _db(request).session() as session:
+            check_tenant(session, tenant)
+            names = type_names(session, tenant, readable)
+            if not details:
+                body: Any = {
+                    "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
+                    "type": "EntityTypeList",
+                    "typeList": [ctx.compact(t) for t in names],
+                }
+            else:
+                body = []
+                for t in names:
+                    _, attrs = type_details(session, tenant, t)
+                    body.append(
+                        {
+                            "id": t,
+                            "type": "EntityType",
+                            "typeName": ctx.compact(t),
+                            "attributeNames": sorted(ctx.compact(a) for a in attrs),
+                        }
+                    )
+        return respond(body, ctx, media)
+
+    @router.get("/types/{type_name:path}")
+    def type_info(type_name: str, request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        iri = ctx.expand(type_name)
+        if readable is not None and iri not in readable:
+            raise not_found(f"No entity of type {type_name}.")
+        with _db(request).session() as session:
+            check_tenant(session, tenant)
+            count, attrs = type_details(session, tenant, iri)
+        if count == 0:
+            raise not_found(f"No entity of type {type_name}.")
+        body = {
+            "id": iri,
+            "type": "EntityTypeInfo",
+            "typeName": ctx.compact(iri),
+            "entityCount": count,
+            "attributeDetails": [
+                {"id": a, "type": "Attribute", "attributeName": ctx.compact(a), "attributeTypes": sorted(kinds)}
+                for a, kinds in sorted(attrs.items())
+            ],
+        }
+        return respond(body, ctx, media)
+
+    @router.get("/attributes")
+    def list_attributes(request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        if readable_types(broker, principal) is not None:
+            raise NgsiError(
+                "Unauthorized", "Listing attributes needs credentials.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        details = bool_param(request, "details")
+        with _db(request).session() as session:
+            check_tenant(session, tenant)
+            names = attribute_names(session, tenant)
+            if not details:
+                body: Any = {
+                    "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
+                    "type": "AttributeList",
+                    "attributeList": [ctx.compact(n) for n in names],
+                }
+            else:
+                body = []
+                for n in names:
+                    _, _, types = attribute_details(session, tenant, n)
+                    body.append(
+                        {
+                            "id": n,
+                            "type": "Attribute",
+                            "attributeName": ctx.compact(n),
+                            "typeNames": sorted(ctx.compact(t) for t in types),
+                        }
+                    )
+        return respond(body, ctx, media)
+
+    @router.get("/attributes/{attr_name:path}")
+    def attribute_info(attr_name: str, request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        if readable_types(broker, principal) is not None:
+            raise NgsiError(
+                "Unauthorized", "Reading attributes needs credentials.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        iri = ctx.expand(attr_name)
+        with _db(request).session() as session:
+            check_tenant(session, tenant)
+            count, kinds, types = attribute_details(session, tenant, iri)
+        if count == 0:
+            raise not_found(f"No entity has the attribute {attr_name}.")
+        body = {
+            "id": iri,
+            "type": "Attribute",
+            "attributeName": ctx.compact(iri),
+            "attributeCount": count,
+            "attributeTypes": sorted(kinds),
+            "typeNames": sorted(ctx.compact(t) for t in types),
+        }
+        return respond(body, ctx, media)
+
+    # ------------------------------------------------------------------ @contexts
+    def _ctx_url(request: Request, row: Any) -> str:
+        if row.kind == "Cached" and row.url:
+            return str(row.url)
+        return f"{str(request.base_url).rstrip('/')}{PREFIX}/jsonldContexts/{row.local_id}"
+
+    def _ctx_details(request: Request, row: Any) -> dict[str, Any]:
+        out = {
+            "URL": _ctx_url(request, row),
+            "localId": row.local_id,
+            "kind": row.kind,
+            "createdAt": contexts.timestamp(row.created_at),
+        }
+        if row.url:
+            out["numberOfHits"] = broker.loader.hits.get(row.url, 0)
+        return out
+
+    @router.get("/jsonldContexts")
+    def list_contexts(request: Request) -> Response:
+        details = bool_param(request, "details")
+        kind = request.query_params.get("kind")
+        if kind is not None and kind not in ("Hosted", "Cached", "ImplicitlyCreated"):
+            raise bad_request("kind must be Hosted, Cached or ImplicitlyCreated.")
+        with _db(request).session() as session:
+            rows = contexts.all_contexts(session, kind)
+            if details:
+                items: list[Any] = [_ctx_details(request, r) for r in rows]
+                if kind in (None, "Cached"):
+                    items.insert(0, {"URL": CORE_CONTEXT_URL, "localId": "core", "kind": "Cached", "createdAt": None})
+                    items[0]["createdAt"] = contexts.timestamp(utcnow())
+            else:
+                items = [_ctx_url(request, r) for r in rows]
+                if kind in (None, "Cached"):
+                    items.insert(0, CORE_CONTEXT_URL)
+        return JSONResponse(items)
+
+    @router.post("/jsonldContexts", status_code=201)
+    def add_context(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        body, _ = read_json(request, raw)
+        if not isinstance(body, dict) or "@context" not in body:
+            raise bad_request("The body must be a JSON-LD document with an @context member.")
+        value = body["@context"]
+        if not isinstance(value, dict | list | str):
+            raise bad_request("@context must be an object, an array or a URL.")
+        if isinstance(value, dict):
+            broker.loader.active(value)  # refuse what cannot be processed
+        with _db(request).session() as session:
+            row = contexts.add_hosted(session, value)
+            location = _ctx_url(request, row)
+        return Response(status_code=201, headers={"Location": location})
+
+    @router.get("/jsonldContexts/{context_id:path}")
+    def serve_context(context_id: str, request: Request) -> Response:
+        details = bool_param(request, "details")
+        if context_id == "core" or is_core_url(context_id):
+            if details:
+                core = {
+                    "URL": CORE_CONTEXT_URL,
+                    "localId": "core",
+                    "kind": "Cached",
+                    "createdAt": contexts.timestamp(utcnow()),
+                }
+                return JSONResponse(core)
+            return JSONResponse(core_document(), media_type=JSONLD)
+        with _db(request).session() as session:
+            row = contexts.find(session, context_id)
+            if row is None:
+                raise not_found(f"No @context {context_id}.")
+            if details:
+                return JSONResponse(_ctx_details(request, row))
+            return JSONResponse({"@context": row.body}, media_type=JSONLD)
+
+    @router.delete("/jsonldContexts/{context_id:path}")
+    def delete_context(context_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        require_write(broker, principal)
+        reload = bool_param(request, "reload")
+        if context_id == "core" or is_core_url(context_id):
+            raise bad_request("The core @context cannot be deleted or reloaded.")
+        with _db(request).session() as session:
+            row = contexts.find(session, context_id)
+            if row is None:
+                raise not_found(f"No @context {context_id}.")
+            if reload:
+                if row.kind != "Cached" or not row.url:
+                    raise bad_request("Only a cached @context can be reloaded.")
+                row.body = broker.loader.fetch(row.url)
+                row.fetched_at = utcnow()
+            else:
+                contexts.remove(session, row)
+        broker.loader.clear()
+        return Response(status_code=204)
+
+    from .batch import add_batch_routes
+
+    add_batch_routes(router, broker)
+
+    # ------------------------------------------------------------------ fallback (last)
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str) -> Response:
+        raise not_found(f"No NGSI-LD resource /{rest}.")
+
+    return router
+
+
+def _fragment(body: Any, ctx: ActiveContext, eid: str, *, merge: bool) -> EntityInput:
+    if not isinstance(body, dict):
+        raise bad_request("The body must be a JSON object.")
+    body_id = body.get("id", body.get("@id"))
+    if body_id is not None and body_id != eid:
+        raise bad_request("The id in the body differs from the id in the URL.")
+    return parse_entity({**body, "id": eid}, ctx, require_type=False, merge=merge)
+
+
+def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | None) -> EntityQuery:
+    p = request.query_params
+    ids = csv_param(request, "id")
+    if ids is not None:
+        for i in ids:
+            _entity_id(i)
+    types = parse_type_expr(p["type"], ctx) if p.get("type") else None
+    if "type" in p and not p.get("type"):
+        raise bad_request("type must not be empty.")
+    attrs = csv_param(request, "attrs")
+    q = parse_q(p["q"], ctx) if "q" in p else None
+    if "geoQ" in p:
+        raise bad_request("Use the georel, geometry and coordinates parameters for a geo-query.")
+    geo = parse_geoq(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"), ctx)
+    return EntityQuery(
+        ids=ids,
+        id_pattern=compile_pattern(p["idPattern"]) if "idPattern" in p else None,
+        types=types,
+        attrs=[ctx.expand(a) for a in attrs] if attrs else None,
+        q=q,
+        geo=geo,
+        readable=readable,
+    )
+
+
+__all__ = ["JSON", "build_router", "parse_types"]

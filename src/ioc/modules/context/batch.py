@@ -1,0 +1,251 @@
+"""Batch operations (§5.6.7–5.6.10, 5.6.20, 5.7.2 via POST): ``/entityOperations/*``.
+
+A whole batch is validated entity by entity (errors are reported per entity, as
+BatchOperationResult ``errors`` with a ProblemDetails each), then the valid part is written in
+one transaction with bulk statements, which is what makes 10,000+ entities per request cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from ioc.core.auth import OptionalPrincipal
+
+from . import service
+from .entity import EntityInput, parse_entity
+from .errors import NgsiError, bad_request
+from .http import (
+    Body,
+    Broker,
+    accept,
+    bool_param,
+    int_param,
+    item_context,
+    link_context,
+    options_of,
+    read_json,
+    readable_types,
+    require_write,
+    respond,
+    tenant_of,
+)
+from .ld import is_uri
+from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
+from .render import RenderOptions, render_entity
+from .search import EntityQuery, compile_pattern, run_query
+from .store import check_tenant, load_entities
+
+Errors = list[dict[str, Any]]
+
+
+def _error(entity_id: Any, exc: NgsiError) -> dict[str, Any]:
+    return {"entityId": entity_id if isinstance(entity_id, str) else str(entity_id), "error": exc.to_dict()}
+
+
+def _items(broker: Broker, body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise bad_request("The body of a batch operation must be a JSON array.")
+    if len(body) > broker.settings.batch_max_entities:
+        raise bad_request(f"At most {broker.settings.batch_max_entities} entities per batch request.")
+    return body
+
+
+def _parse_all(
+    broker: Broker, request: Request, items: list[Any], ct: str, *, require_type: bool, merge: bool
+) -> tuple[list[EntityInput], Errors]:
+    parsed: list[EntityInput] = []
+    errors: Errors = []
+    for item in items:
+        raw_id = item.get("id", item.get("@id")) if isinstance(item, dict) else None
+        try:
+            ctx = item_context(broker, request, item, ct)
+            parsed.append(parse_entity(item, ctx, require_type=require_type, merge=merge))
+        except NgsiError as exc:
+            if exc.type_name == "LdContextNotAvailable":
+                raise
+            errors.append(_error(raw_id or "", exc))
+    return parsed, errors
+
+
+def _result(success: list[str], errors: Errors, ok_status: int, ok_body: Any = None) -> Response:
+    if errors:
+        return JSONResponse({"success": success, "errors": errors}, status_code=207)
+    if ok_body is None:
+        return Response(status_code=ok_status)
+    return JSONResponse(ok_body, status_code=ok_status)
+
+
+def add_batch_routes(router: APIRouter, broker: Broker) -> None:
+    from .api import write_session
+
+    @router.post("/entityOperations/create")
+    def batch_create(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        return _run(request, principal, "create", raw)
+
+    @router.post("/entityOperations/upsert")
+    def batch_upsert(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        return _run(request, principal, "upsert", raw)
+
+    @router.post("/entityOperations/update")
+    def batch_update(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        return _run(request, principal, "update", raw)
+
+    @router.post("/entityOperations/merge")
+    def batch_merge(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        return _run(request, principal, "merge", raw)
+
+    @router.post("/entityOperations/delete")
+    def batch_delete(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        return _run(request, principal, "delete", raw)
+
+    def _run(request: Request, principal: Any, op: str, raw: bytes) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        body, ct = read_json(request, raw)
+        items = _items(broker, body)
+        options = options_of(request)
+        if op == "delete":
+            return _delete(request, tenant, items)
+        parsed, errors = _parse_all(
+            broker, request, items, ct, require_type=op in ("create", "upsert"), merge=op == "merge"
+        )
+        success: list[str] = []
+        created: list[str] = []
+        with write_session(request, broker, tenant) as (session, cs):
+            existing = load_entities(session, tenant, [p.id for p in parsed if p.id])
+            for inp in parsed:
+                assert inp.id is not None
+                current = existing.get(inp.id)
+                try:
+                    if op == "create":
+                        existing[inp.id] = service.create(cs, current, inp)
+                        created.append(inp.id)
+                    elif op == "upsert":
+                        if current is None:
+                            existing[inp.id] = service.create(cs, None, inp)
+                            created.append(inp.id)
+                        elif "update" in options:
+                            service.merge(cs, current, inp)
+                        else:
+                            service.replace(cs, current, inp)
+                    elif current is None:
+                        raise NgsiError("ResourceNotFound", f"The entity {inp.id} does not exist.")
+                    elif op == "update":
+                        result = service.append(cs, current, inp, no_overwrite="noOverwrite" in options)
+                        if result.not_updated and not result.updated and "noOverwrite" not in options:
+                            raise bad_request("; ".join(r for _, r in result.not_updated))
+                    else:
+                        service.merge(cs, current, inp)
+                    success.append(inp.id)
+                except NgsiError as exc:
+                    errors.append(_error(inp.id, exc))
+        if op == "create":
+            return _result(success, errors, 201, success)
+        if op == "upsert":
+            return _result(success, errors, 201 if created else 204, created if created else None)
+        return _result(success, errors, 204)
+
+    def _delete(request: Request, tenant: str, items: list[Any]) -> Response:
+        errors: Errors = []
+        ids: list[str] = []
+        for item in items:
+            if not isinstance(item, str) or not is_uri(item):
+                errors.append(_error(item, bad_request(f"{item!r} is not an entity id (a URI).")))
+            else:
+                ids.append(item)
+        success: list[str] = []
+        with write_session(request, broker, tenant) as (session, cs):
+            existing = load_entities(session, tenant, ids)
+            for eid in ids:
+                entity = existing.pop(eid, None)
+                if entity is None:
+                    errors.append(_error(eid, NgsiError("ResourceNotFound", f"The entity {eid} does not exist.")))
+                    continue
+                cs.drop(entity)
+                success.append(eid)
+        return _result(success, errors, 204)
+
+    @router.post("/entityOperations/query")
+    def batch_query(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        readable = readable_types(broker, principal)
+        body, ct = read_json(request, raw)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a Query object.")
+        ctx = (
+            item_context(broker, request, body, ct)
+            if ct != "application/json" or link_context(request)
+            else broker.loader.core
+        )
+        if body.get("type", "Query") != "Query":
+            raise bad_request("The body type must be Query.")
+        query = _query_from_body(body, ctx, readable)
+        opts = RenderOptions()
+        from .api import render_options
+
+        opts = render_options(request, ctx)
+        attrs = body.get("attrs")
+        if isinstance(attrs, list) and attrs:
+            opts.pick = {ctx.expand(a) for a in attrs} | {"id", "type", "scope"}
+        opts.lang = body.get("lang") or opts.lang
+        limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
+        offset = int_param(request, "offset", 0)
+        count = bool_param(request, "count")
+        from ioc.core.db import Database
+
+        db: Database = request.app.state.db
+        with db.session() as session:
+            check_tenant(session, tenant)
+            entities, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+        headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+        return respond([render_entity(e, ctx, opts) for e in entities], ctx, media, headers=headers)
+
+
+def _query_from_body(body: dict[str, Any], ctx: Any, readable: set[str] | None) -> EntityQuery:
+    selectors = body.get("entities")
+    query = EntityQuery(readable=readable)
+    if selectors is not None:
+        if not isinstance(selectors, list) or not selectors or not all(isinstance(s, dict) for s in selectors):
+            raise bad_request("entities must be a non-empty array of entity selectors.")
+        if len(selectors) == 1:
+            sel = selectors[0]
+            if "id" in sel:
+                if not isinstance(sel["id"], str) or not is_uri(sel["id"]):
+                    raise bad_request("An entity selector id must be a URI.")
+                query.ids = [sel["id"]]
+            if "idPattern" in sel:
+                query.id_pattern = compile_pattern(str(sel["idPattern"]))
+            if sel.get("type"):
+                query.types = parse_type_expr(str(sel["type"]), ctx)
+        elif all(set(s) <= {"type"} and s.get("type") for s in selectors):
+            query.types = TypeExpr("or", [parse_type_expr(str(s["type"]), ctx) for s in selectors])
+        elif all(set(s) <= {"id", "type"} and isinstance(s.get("id"), str) for s in selectors):
+            query.ids = [s["id"] for s in selectors]
+            query.types = TypeExpr("or", [parse_type_expr(str(s["type"]), ctx) for s in selectors if s.get("type")])
+            if not query.types.items:
+                query.types = None
+        else:
+            raise NgsiError("OperationNotSupported", "Several entity selectors with idPattern are not supported.")
+    attrs = body.get("attrs")
+    if attrs is not None:
+        if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
+            raise bad_request("attrs must be an array of attribute names.")
+        query.attrs = [ctx.expand(a) for a in attrs] or None
+    if body.get("q") is not None:
+        if not isinstance(body["q"], str):
+            raise bad_request("q must be a string.")
+        query.q = parse_q(body["q"], ctx)
+    geo = body.get("geoQ")
+    if geo is not None:
+        if not isinstance(geo, dict):
+            raise bad_request("geoQ must be an object.")
+        query.geo = parse_geoq(
+            geo.get("georel"), geo.get("geometry"), geo.get("coordinates"), geo.get("geoproperty"), ctx
+        )
+    if selectors is None and query.attrs is None and query.q is None and query.geo is None:
+        raise bad_request("A query needs entities, attrs, q or geoQ.")
+    return query

@@ -1,0 +1,86 @@
+"""The @contexts the broker holds (``/jsonldContexts``) and the database side of context loading."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ioc.core.db import Database, utcnow
+
+from .models import NgsiContext
+
+
+class DbContextSource:
+    """Hosted and cached contexts in the database (implements ``ld.ContextSource``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def hosted(self, local_id: str) -> Any | None:
+        with self.db.session() as s:
+            row = s.get(NgsiContext, local_id)
+            return row.body if row is not None else None
+
+    def cached(self, url: str) -> tuple[Any, float] | None:
+        with self.db.session() as s:
+            row = s.scalar(select(NgsiContext).where(NgsiContext.url == url))
+            if row is None:
+                return None
+            fetched = row.fetched_at or row.created_at
+            return row.body, fetched.timestamp()
+
+    def save(self, url: str, value: Any) -> None:
+        try:
+            with self.db.session() as s:
+                row = s.scalar(select(NgsiContext).where(NgsiContext.url == url))
+                now = utcnow()
+                if row is None:
+                    s.add(
+                        NgsiContext(
+                            local_id=new_local_id(), url=url, kind="Cached", body=value, created_at=now, fetched_at=now
+                        )
+                    )
+                else:
+                    row.body = value
+                    row.fetched_at = now
+        except Exception:  # another worker cached it at the same moment: theirs is as good
+            return
+
+
+def new_local_id() -> str:
+    return secrets.token_hex(12)
+
+
+def add_hosted(session: Session, body: Any) -> NgsiContext:
+    row = NgsiContext(local_id=new_local_id(), url=None, kind="Hosted", body=body, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def find(session: Session, ident: str) -> NgsiContext | None:
+    row = session.get(NgsiContext, ident)
+    if row is None:
+        row = session.scalar(select(NgsiContext).where(NgsiContext.url == ident))
+    return row
+
+
+def all_contexts(session: Session, kind: str | None = None) -> list[NgsiContext]:
+    stmt = select(NgsiContext).order_by(NgsiContext.created_at)
+    if kind:
+        stmt = stmt.where(NgsiContext.kind == kind)
+    return list(session.scalars(stmt))
+
+
+def remove(session: Session, row: NgsiContext) -> None:
+    session.execute(delete(NgsiContext).where(NgsiContext.local_id == row.local_id))
+
+
+def timestamp(value: datetime | None) -> str | None:
+    from .entity import format_datetime
+
+    return format_datetime(value) if value else None

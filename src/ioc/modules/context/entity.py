@@ -1,0 +1,338 @@
+"""Parsing NGSI-LD entities and attributes from request bodies into the stored form.
+
+The stored form of an attribute instance is the normalized NGSI-LD attribute with its name
+and every sub-attribute name expanded to an IRI, ``type`` one of :data:`KINDS`, and neither
+system times nor instance ids (those are columns). Concise input (v1.6+: no ``type``, bare
+values, GeoJSON geometries) is normalized here. Input is validated completely before any
+write, so a bad entity never leaves half of itself behind.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ioc.core.geo import GeometryError, shape_from_geojson
+
+from .errors import bad_request
+from .ld import NGSI_LD, ActiveContext, is_uri
+
+NULL = "urn:ngsi-ld:null"
+KINDS = (
+    "Property",
+    "Relationship",
+    "GeoProperty",
+    "LanguageProperty",
+    "VocabProperty",
+    "JsonProperty",
+    "ListProperty",
+    "ListRelationship",
+)
+VALUE_KEY = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "VocabProperty": "vocab",
+    "JsonProperty": "json",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+}
+#: Members of an attribute that are not sub-attributes.
+CORE_MEMBERS = frozenset(
+    {
+        "type",
+        "value",
+        "object",
+        "objectType",
+        "languageMap",
+        "vocab",
+        "json",
+        "valueList",
+        "objectList",
+        "observedAt",
+        "unitCode",
+        "datasetId",
+        "createdAt",
+        "modifiedAt",
+        "deletedAt",
+        "instanceId",
+        "lang",
+        "previousValue",
+        "@context",
+    }
+)
+SYSTEM_MEMBERS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
+ENTITY_MEMBERS = frozenset({"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"})
+GEO_NAMES = frozenset({NGSI_LD + "location", NGSI_LD + "observationSpace", NGSI_LD + "operationSpace"})
+GEOJSON_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
+_BAD_NAME = re.compile(r"[<>\"'=;()\s\x00-\x1f]")
+_MAX_NAME_BYTES = 900
+
+
+class Delete:
+    """Marker: the attribute is to be deleted (``urn:ngsi-ld:null`` in a merge)."""
+
+
+DELETE = Delete()
+
+
+@dataclass
+class EntityInput:
+    """A parsed entity (or entity fragment): attribute name IRI -> datasetId -> stored doc."""
+
+    id: str | None
+    types: list[str]
+    scope: Any = None
+    attrs: dict[str, dict[str, dict[str, Any] | Delete]] = field(default_factory=dict)
+
+
+def parse_datetime(value: Any, what: str) -> datetime:
+    """A timezone-aware datetime from an NGSI-LD DateTime string (UTC when no zone is given)."""
+    if not isinstance(value, str):
+        raise bad_request(f"{what} must be a DateTime string.")
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError as exc:
+        raise bad_request(f"{what} is not a valid DateTime: {value!r}.") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """NGSI-LD DateTime text: UTC, milliseconds, ``Z``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def check_name(name: str, what: str = "attribute name") -> None:
+    if not name or _BAD_NAME.search(name) or len(name.encode()) > _MAX_NAME_BYTES:
+        raise bad_request(f"Invalid {what}: {name!r}.")
+
+
+def _check_json(value: Any, where: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise bad_request(f"{where}: nested too deeply.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad_request(f"{where}: NaN and Infinity are not JSON.")
+    if isinstance(value, str) and "\x00" in value:
+        raise bad_request(f"{where}: NUL characters are not allowed.")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_json(k, where, depth + 1)
+            _check_json(v, where, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json(v, where, depth + 1)
+
+
+def _is_geojson(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") in GEOJSON_TYPES and "coordinates" in value
+
+
+def infer_kind(raw: dict[str, Any]) -> str:
+    """The attribute type of a concise attribute (no ``type`` member)."""
+    if "object" in raw:
+        return "Relationship"
+    if "languageMap" in raw:
+        return "LanguageProperty"
+    if "vocab" in raw:
+        return "VocabProperty"
+    if "json" in raw:
+        return "JsonProperty"
+    if "valueList" in raw:
+        return "ListProperty"
+    if "objectList" in raw:
+        return "ListRelationship"
+    if _is_geojson(raw.get("value")):
+        return "GeoProperty"
+    return "Property"
+
+
+def parse_attribute(
+    name: str, raw: Any, ctx: ActiveContext, *, merge: bool = False, partial: bool = False, depth: int = 0
+) -> dict[str, Any] | Delete:
+    """One attribute instance in stored form; ``merge`` lets ``urn:ngsi-ld:null`` mean delete.
+
+    ``partial`` (a partial attribute update) accepts a fragment without a value.
+    """
+    where = f"attribute {name!r}"
+    if depth > 8:
+        raise bad_request(f"{where}: sub-attributes nested too deeply.")
+    if merge and (raw is None or raw == NULL):
+        return DELETE
+    if raw is None:
+        raise bad_request(f"{where}: null is not a valid attribute.")
+    if not isinstance(raw, dict):
+        _check_json(raw, where)
+        return {"type": "Property", "value": raw}
+    if _is_geojson(raw) and "value" not in raw:
+        return {"type": "GeoProperty", "value": _geometry(raw, where)}
+    if merge and raw.get("value") == NULL and raw.get("type", "Property") == "Property":
+        return DELETE
+    kind = raw.get("type")
+    if kind is None:
+        kind = infer_kind(raw)
+    if isinstance(kind, str) and kind.startswith(NGSI_LD):
+        kind = kind[len(NGSI_LD) :]
+    if kind not in KINDS:
+        raise bad_request(f"{where}: invalid attribute type {kind!r}.")
+    if name in GEO_NAMES and kind == "Property" and _is_geojson(raw.get("value")):
+        kind = "GeoProperty"
+    doc: dict[str, Any] = {"type": kind}
+    key = VALUE_KEY[kind]
+    if key in raw:
+        doc[key] = _value(kind, raw[key], ctx, where)
+    elif not partial:
+        raise bad_request(f"{where}: a {kind} needs a '{key}' member.")
+    for member in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList"):
+        if member in raw and member != key:
+            raise bad_request(f"{where}: '{member}' is not a member of a {kind}.")
+    if "observedAt" in raw:
+        parse_datetime(raw["observedAt"], f"{where}: observedAt")
+        doc["observedAt"] = raw["observedAt"]
+    if "unitCode" in raw:
+        if not isinstance(raw["unitCode"], str):
+            raise bad_request(f"{where}: unitCode must be a string.")
+        doc["unitCode"] = raw["unitCode"]
+    if "datasetId" in raw and raw["datasetId"] is not None:
+        ds = raw["datasetId"]
+        if not isinstance(ds, str) or not is_uri(ds):
+            raise bad_request(f"{where}: datasetId must be a URI.")
+        doc["datasetId"] = ds
+    if "objectType" in raw:
+        if kind not in ("Relationship", "ListRelationship"):
+            raise bad_request(f"{where}: objectType belongs to relationships.")
+        ot = raw["objectType"]
+        if isinstance(ot, str):
+            doc["objectType"] = ctx.expand(ot)
+        elif isinstance(ot, list) and all(isinstance(t, str) for t in ot):
+            doc["objectType"] = [ctx.expand(t) for t in ot]
+        else:
+            raise bad_request(f"{where}: objectType must be a type name or a list of them.")
+    for sub, sub_raw in raw.items():
+        if sub in CORE_MEMBERS:
+            continue
+        check_name(sub, "sub-attribute name")
+        sub_iri = ctx.expand(sub)
+        parsed = parse_attribute(sub_iri, sub_raw, ctx, merge=merge, depth=depth + 1)
+        doc[sub_iri] = NULL if isinstance(parsed, Delete) else parsed
+    return doc
+
+
+def _geometry(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise bad_request(f"{where}: a GeoProperty value must be a GeoJSON geometry.")
+    try:
+        shape_from_geojson(value)
+    except GeometryError as exc:
+        raise bad_request(f"{where}: invalid GeoJSON geometry: {exc}") from exc
+    return value
+
+
+def _value(kind: str, value: Any, ctx: ActiveContext, where: str) -> Any:
+    _check_json(value, where)
+    if kind == "GeoProperty":
+        return _geometry(value, where)
+    if value is None:
+        raise bad_request(f"{where}: the value must not be null.")
+    if kind == "Relationship":
+        objs = value if isinstance(value, list) else [value]
+        if not objs or not all(isinstance(o, str) and is_uri(o) for o in objs):
+            raise bad_request(f"{where}: the object of a Relationship must be a URI.")
+        return value
+    if kind == "LanguageProperty":
+        if not isinstance(value, dict) or not all(
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)) for v in value.values()
+        ):
+            raise bad_request(f"{where}: languageMap must map language tags to strings.")
+        return value
+    if kind == "VocabProperty":
+        if isinstance(value, str):
+            return ctx.expand(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [ctx.expand(v) for v in value]
+        raise bad_request(f"{where}: vocab must be a term or a list of terms.")
+    if kind == "ListProperty":
+        if not isinstance(value, list):
+            raise bad_request(f"{where}: valueList must be an array.")
+        return value
+    if kind == "ListRelationship":
+        if not isinstance(value, list):
+            raise bad_request(f"{where}: objectList must be an array.")
+        out: list[Any] = []
+        for item in value:
+            obj = item.get("object") if isinstance(item, dict) else item
+            if not isinstance(obj, str) or not is_uri(obj):
+                raise bad_request(f"{where}: objectList members must be URIs.")
+            out.append({"object": obj})
+        return out
+    return value
+
+
+def parse_attributes(
+    body: dict[str, Any], ctx: ActiveContext, *, merge: bool = False
+) -> dict[str, dict[str, dict[str, Any] | Delete]]:
+    """Every attribute of an entity (fragment) body: name IRI -> datasetId ('' default) -> doc."""
+    attrs: dict[str, dict[str, dict[str, Any] | Delete]] = {}
+    for name, raw in body.items():
+        if name in ENTITY_MEMBERS:
+            continue
+        check_name(name)
+        iri = ctx.expand(name)
+        instances = raw if isinstance(raw, list) and (not raw or isinstance(raw[0], dict)) else [raw]
+        if isinstance(raw, list) and not raw:
+            raise bad_request(f"attribute {name!r}: an empty array is not an attribute.")
+        per_ds: dict[str, dict[str, Any] | Delete] = {}
+        for inst in instances:
+            parsed = parse_attribute(iri, inst, ctx, merge=merge)
+            ds = ""
+            if isinstance(parsed, dict):
+                ds = parsed.get("datasetId", "")
+            elif isinstance(inst, dict) and isinstance(inst.get("datasetId"), str):
+                ds = inst["datasetId"]
+            if ds in per_ds:
+                raise bad_request(f"attribute {name!r}: two instances with the same datasetId.")
+            per_ds[ds] = parsed
+        if iri in attrs:
+            raise bad_request(f"attribute {name!r} given twice.")
+        attrs[iri] = per_ds
+    return attrs
+
+
+def parse_types(raw: Any, ctx: ActiveContext, *, required: bool) -> list[str]:
+    if raw is None:
+        if required:
+            raise bad_request("The entity has no type.")
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(t, str) and t for t in items):
+        raise bad_request("The entity type must be a name or a list of names.")
+    types: list[str] = []
+    for t in items:
+        check_name(t, "entity type")
+        iri = ctx.expand(t)
+        if iri not in types:
+            types.append(iri)
+    return types
+
+
+def parse_entity(
+    body: Any, ctx: ActiveContext, *, require_id: bool = True, require_type: bool = True, merge: bool = False
+) -> EntityInput:
+    """A whole entity (create, replace, batch) or, with ``require_*`` off, a fragment."""
+    if not isinstance(body, dict):
+        raise bad_request("An entity must be a JSON object.")
+    raw_id = body.get("id", body.get("@id"))
+    if raw_id is None and require_id:
+        raise bad_request("The entity has no id.")
+    if raw_id is not None and (not isinstance(raw_id, str) or not is_uri(raw_id) or len(raw_id.encode()) > 1000):
+        raise bad_request(f"The entity id must be a URI, got {raw_id!r}.")
+    types = parse_types(body.get("type", body.get("@type")), ctx, required=require_type)
+    scope = body.get("scope")
+    if scope is not None:
+        scopes = scope if isinstance(scope, list) else [scope]
+        if not all(isinstance(s, str) and re.fullmatch(r"(/[\w\-]+)+|/#|/\+", s) for s in scopes):
+            raise bad_request("Invalid scope.")
+    return EntityInput(raw_id, types, scope, parse_attributes(body, ctx, merge=merge))

@@ -1,0 +1,222 @@
+"""HTTP plumbing of the NGSI-LD API: media types, Link headers, tenants, access, parameters."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from ioc.core.auth import Principal
+
+from .errors import NgsiError, bad_request, invalid_request
+from .ld import CORE_CONTEXT_URL, ActiveContext, ContextLoader, context_links, link_header
+from .settings import NgsiLdSettings
+
+log = logging.getLogger("ioc.context")
+
+JSON = "application/json"
+JSONLD = "application/ld+json"
+GEOJSON = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+_TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+Body = Annotated[bytes, Depends(raw_body)]
+
+
+@dataclass
+class Broker:
+    """The module's state, shared by its routes (no globals)."""
+
+    settings: NgsiLdSettings
+    loader: ContextLoader
+
+
+def media_type(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+def tenant_of(request: Request) -> str:
+    raw = request.headers.get("ngsild-tenant")
+    if raw is None or raw == "":
+        return ""
+    if not _TENANT.match(raw):
+        raise bad_request(f"Invalid NGSILD-Tenant {raw!r}.")
+    return raw
+
+
+def accept(request: Request, *, geo: bool = False) -> str:
+    """The representation to answer with (406 NotAcceptable when none fits)."""
+    header = request.headers.get("accept")
+    if not header:
+        return JSON
+    offered = [JSON, JSONLD] + ([GEOJSON] if geo else [])
+    choices: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")):
+        fields = [f.strip() for f in part.split(";")]
+        mt = fields[0].lower()
+        q = 1.0
+        for f in fields[1:]:
+            if f.startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        if mt in offered:
+            choices.append((q, -i, mt))
+        elif mt in ("*/*", "application/*"):
+            choices.append((q - 0.0001, -i, JSON))
+    if not choices:
+        raise NgsiError("NotAcceptable", f"None of {header!r} can be produced; use one of {', '.join(offered)}.")
+    return max(choices)[2]
+
+
+def read_json(request: Request, raw: bytes, *, patch: bool = False) -> tuple[Any, str]:
+    """The JSON body and its media type (415 for other media types, 400 for bad JSON)."""
+    ct = media_type(request.headers.get("content-type"))
+    allowed = (JSON, JSONLD, MERGE_PATCH) if patch else (JSON, JSONLD)
+    if ct not in allowed:
+        raise NgsiError(
+            "UnsupportedMediaType", f"Content-Type {ct or '(none)'} is not supported; use {' or '.join(allowed)}."
+        )
+    if not raw.strip():
+        raise invalid_request("The request has no body.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_request(f"The body is not valid JSON: {exc}.") from exc
+    return body, (JSON if ct == MERGE_PATCH else ct)
+
+
+def link_context(request: Request) -> str | None:
+    links = context_links(request.headers.getlist("link"))
+    if len(links) > 1:
+        raise bad_request("More than one JSON-LD context Link header.")
+    return links[0] if links else None
+
+
+def body_context(broker: Broker, request: Request, body: Any, ct: str) -> ActiveContext:
+    """The @context of a request body: Link header for JSON, the body's @context for JSON-LD."""
+    link = link_context(request)
+    has_ctx = isinstance(body, dict) and "@context" in body
+    if ct == JSONLD:
+        if link is not None:
+            raise bad_request("A JSON-LD body must not come with a context Link header.")
+        if not has_ctx:
+            raise bad_request("A JSON-LD body needs an @context member.")
+        return broker.loader.active(body["@context"])
+    if has_ctx:
+        raise bad_request("A JSON body must not carry an @context; use application/ld+json or a Link header.")
+    return broker.loader.active(link)
+
+
+def item_context(broker: Broker, request: Request, item: Any, ct: str) -> ActiveContext:
+    """The @context of one entity of a batch body."""
+    if ct == JSONLD:
+        if not isinstance(item, dict) or "@context" not in item:
+            raise bad_request("Every entity of a JSON-LD batch needs an @context member.")
+        return broker.loader.active(item["@context"])
+    if isinstance(item, dict) and "@context" in item:
+        raise bad_request("A JSON body must not carry an @context.")
+    return broker.loader.active(link_context(request))
+
+
+def query_context(broker: Broker, request: Request) -> ActiveContext:
+    return broker.loader.active(link_context(request))
+
+
+def respond(
+    data: Any,
+    ctx: ActiveContext,
+    media: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON, JSON-LD or GeoJSON answer with the @context where the spec puts it."""
+    hdrs = dict(headers or {})
+    source = ctx.source if ctx.source is not None else CORE_CONTEXT_URL
+    if media == JSON:
+        url = source if isinstance(source, str) else CORE_CONTEXT_URL
+        hdrs["Link"] = link_header(url)
+    else:
+        context_value = source
+        if isinstance(data, list) and media == JSONLD:
+            data = [{"@context": context_value, **item} if isinstance(item, dict) else item for item in data]
+        elif isinstance(data, dict):
+            data = {"@context": context_value, **data} if media == JSONLD else {**data, "@context": context_value}
+    return JSONResponse(data, status_code=status, headers=hdrs, media_type=media)
+
+
+def options_of(request: Request) -> set[str]:
+    found: set[str] = set()
+    for raw in request.query_params.getlist("options"):
+        found.update(o.strip() for o in raw.split(",") if o.strip())
+    return found
+
+
+def csv_param(request: Request, name: str) -> list[str] | None:
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    items = [v.strip() for raw in values for v in raw.split(",")]
+    if not all(items):
+        raise bad_request(f"Empty item in {name}.")
+    return items
+
+
+def int_param(request: Request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\d+", raw):
+        raise bad_request(f"{name} must be a non-negative integer.")
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        detail = f"{name} must be between {minimum} and {maximum}." if maximum is not None else f"{name} too small."
+        raise bad_request(detail)
+    return value
+
+
+def bool_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise bad_request(f"{name} must be true or false.")
+    return raw == "true"
+
+
+def require_write(broker: Broker, principal: Principal | None) -> None:
+    if broker.settings.anonymous_writes:
+        return
+    if principal is None:
+        raise NgsiError(
+            "Unauthorized", "Writes need an API key or a bearer token.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not principal.has("context:write"):
+        raise NgsiError("Forbidden", "The permission context:write is required.")
+
+
+def readable_types(broker: Broker, principal: Principal | None) -> set[str] | None:
+    """None when every type is readable, else the IRIs and names of the public types."""
+    s = broker.settings
+    if s.anonymous_writes or s.anonymous_reads or "*" in s.public_types:
+        return None
+    if principal is not None:
+        if principal.has("context:read") or principal.has("context:write"):
+            return None
+        raise NgsiError("Forbidden", "The permission context:read is required.")
+    core = broker.loader.core
+    return {core.expand(t) for t in s.public_types}

@@ -1,0 +1,627 @@
+"""The NGSI-LD query languages: ``type`` expressions, ``q`` (§4.9) and ``geoQ`` (§4.10).
+
+Each is parsed into a small tree that can (1) contribute a SQL prefilter — exact where the
+stored columns decide the answer (types, attribute presence), a superset elsewhere (indexed
+numbers and strings, bounding boxes) — and (2) be evaluated exactly in Python on a loaded
+entity. A query is answered by running (1) in the database and (2) on the candidates only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import shapely
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+
+from ioc.core.geo import EARTH_RADIUS_M, GeometryError, haversine_m, shape_from_geojson
+
+from .entity import format_datetime, parse_datetime
+from .errors import bad_request
+from .ld import ActiveContext
+from .models import NgsiAttribute, NgsiEntity, NgsiEntityType
+from .store import StoredEntity
+
+SQL = ColumnElement[bool]
+_META = {"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "objectType", "lang"}
+
+
+# --------------------------------------------------------------------------- type expressions
+
+
+@dataclass
+class TypeExpr:
+    op: str  # "or" | "and" | "name"
+    items: list[TypeExpr] = field(default_factory=list)
+    name: str = ""
+
+    def matches(self, types: list[str]) -> bool:
+        if self.op == "name":
+            return self.name in types
+        results = (item.matches(types) for item in self.items)
+        return all(results) if self.op == "and" else any(results)
+
+    def sql(self) -> SQL:
+        if self.op == "name":
+            return exists().where(NgsiEntityType.entity_pk == NgsiEntity.pk, NgsiEntityType.type_iri == self.name)
+        if self.op == "or" and all(i.op == "name" for i in self.items):
+            return exists().where(
+                NgsiEntityType.entity_pk == NgsiEntity.pk, NgsiEntityType.type_iri.in_([i.name for i in self.items])
+            )
+        parts = [i.sql() for i in self.items]
+        return and_(*parts) if self.op == "and" else or_(*parts)
+
+    def names(self) -> list[str]:
+        return [self.name] if self.op == "name" else [n for i in self.items for n in i.names()]
+
+
+def parse_type_expr(text: str, ctx: ActiveContext) -> TypeExpr:
+    """``A,B`` or ``(A;B)|C``: ``,`` and ``|`` are or, ``;`` is and (binding tighter)."""
+    tokens: list[str] = re.findall(r"[(),;|]|[^(),;|]+", text)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        return tok
+
+    def parse_or() -> TypeExpr:
+        items = [parse_and()]
+        while peek() in (",", "|"):
+            take()
+            items.append(parse_and())
+        return items[0] if len(items) == 1 else TypeExpr("or", items)
+
+    def parse_and() -> TypeExpr:
+        items = [parse_atom()]
+        while peek() == ";":
+            take()
+            items.append(parse_atom())
+        return items[0] if len(items) == 1 else TypeExpr("and", items)
+
+    def parse_atom() -> TypeExpr:
+        tok = peek()
+        if tok is None:
+            raise bad_request(f"Invalid type expression {text!r}.")
+        if tok == "(":
+            take()
+            inner = parse_or()
+            if peek() != ")":
+                raise bad_request(f"Unbalanced parentheses in type expression {text!r}.")
+            take()
+            return inner
+        if tok in ",;|)":
+            raise bad_request(f"Invalid type expression {text!r}.")
+        name = take().strip()
+        if not name or re.search(r"[\s<>\"'=]", name):
+            raise bad_request(f"Invalid entity type {name!r}.")
+        return TypeExpr("name", name=ctx.expand(name))
+
+    expr = parse_or()
+    if pos != len(tokens):
+        raise bad_request(f"Invalid type expression {text!r}.")
+    return expr
+
+
+# --------------------------------------------------------------------------- q
+
+
+@dataclass
+class QPath:
+    attr: str  # IRI
+    subs: list[str]  # sub-attribute IRIs or meta members (observedAt, ...)
+    keys: list[str]  # keys into a compound value
+
+
+@dataclass
+class QNode:
+    op: str  # "and" | "or" | "term"
+    items: list[QNode] = field(default_factory=list)
+    path: QPath | None = None
+    cmp: str | None = None  # == != > >= < <= ~= !~= or None (existence)
+    value: Any = None  # scalar, ("range", lo, hi), ("list", [..]), compiled regex
+
+    def attrs(self) -> set[str]:
+        if self.op == "term":
+            assert self.path is not None
+            return {self.path.attr}
+        return {a for i in self.items for a in i.attrs()}
+
+
+_OPS = ("!~=", "~=", "==", "!=", ">=", "<=", ">", "<")
+
+
+class _Unquoted(str):
+    """An unquoted value token: a DateTime, a URI, a name (compared as text, also as a date)."""
+
+
+def parse_q(text: str, ctx: ActiveContext) -> QNode:
+    """Parse a ``q`` expression; 400 BadRequestData when it is not valid."""
+    parser = _QParser(text, ctx)
+    node = parser.parse_or()
+    if parser.pos != len(text):
+        raise bad_request(f"Invalid q expression near {text[parser.pos :]!r}.")
+    return node
+
+
+class _QParser:
+    def __init__(self, text: str, ctx: ActiveContext) -> None:
+        self.text = text
+        self.ctx = ctx
+        self.pos = 0
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def parse_or(self) -> QNode:
+        items = [self.parse_and()]
+        while self.peek() == "|":
+            self.pos += 1
+            items.append(self.parse_and())
+        return items[0] if len(items) == 1 else QNode("or", items)
+
+    def parse_and(self) -> QNode:
+        items = [self.parse_atom()]
+        while self.peek() == ";":
+            self.pos += 1
+            items.append(self.parse_atom())
+        return items[0] if len(items) == 1 else QNode("and", items)
+
+    def parse_atom(self) -> QNode:
+        if self.peek() == "(":
+            self.pos += 1
+            node = self.parse_or()
+            if self.peek() != ")":
+                raise bad_request(f"Unbalanced parentheses in q {self.text!r}.")
+            self.pos += 1
+            return node
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in "=!<>~;|()":
+            self.pos += 1
+        raw_path = self.text[start : self.pos].strip()
+        if not raw_path:
+            raise bad_request(f"Invalid q expression {self.text!r}: an attribute name is missing.")
+        path = self._path(raw_path)
+        op = next((o for o in _OPS if self.text.startswith(o, self.pos)), None)
+        if op is None:
+            if self.peek() in ("", ";", "|", ")"):
+                return QNode("term", path=path)
+            raise bad_request(f"Invalid operator in q {self.text!r}.")
+        self.pos += len(op)
+        if op in ("~=", "!~="):
+            return QNode("term", path=path, cmp=op, value=self._regex())
+        raw = self._value_text()
+        return QNode("term", path=path, cmp=op, value=self._value(raw, op))
+
+    def _path(self, raw: str) -> QPath:
+        keys: list[str] = []
+        base = raw
+        if "[" in raw:
+            base, _, rest = raw.partition("[")
+            keys = re.findall(r"([^\[\]]+)\]", "[" + rest)
+            if not keys or not rest.endswith("]"):
+                raise bad_request(f"Invalid compound path {raw!r} in q.")
+        if not base or re.search(r"[\s<>\"']", base):
+            raise bad_request(f"Invalid attribute {raw!r} in q.")
+        parts = [base] if "://" in base else base.split(".")
+        attr = parts[0]
+        subs = [p if p in _META else self.ctx.expand(p) for p in parts[1:]]
+        if "://" in base:
+            for meta in _META:
+                if base.endswith("." + meta):
+                    attr, subs = base[: -len(meta) - 1], [meta]
+        return QPath(self.ctx.expand(attr), subs, keys)
+
+    def _value_text(self) -> str:
+        start = self.pos
+        quoted = False
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == '"' and (self.pos == start or self.text[self.pos - 1] != "\\"):
+                quoted = not quoted
+            elif not quoted and ch in ";|)":
+                break
+            self.pos += 1
+        if quoted:
+            raise bad_request(f"Unterminated string in q {self.text!r}.")
+        raw = self.text[start : self.pos]
+        if not raw:
+            raise bad_request(f"A value is missing in q {self.text!r}.")
+        return raw
+
+    def _regex(self) -> re.Pattern[str]:
+        start = self.pos
+        depth = 0
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == "\\":
+                self.pos += 2
+                continue
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif (
+                (ch in ";" and depth == 0)
+                or (
+                    ch == "|"
+                    and depth == 0
+                    and self.pos + 1 < len(self.text)
+                    and self.text[self.pos + 1] != "("
+                    # '|' at top level ends the pattern when another term follows
+                    and re.match(r"[\w:.\[\]/#-]+\s*(==|!=|>=|<=|>|<|~=|!~=|[;|)]|$)", self.text[self.pos + 1 :])
+                )
+            ):
+                break
+            self.pos += 1
+        raw = self.text[start : self.pos]
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = raw[1:-1]
+        try:
+            return re.compile(raw)
+        except re.error as exc:
+            raise bad_request(f"Invalid pattern {raw!r} in q: {exc}.") from exc
+
+    def _value(self, raw: str, op: str) -> Any:
+        parts = _split_top(raw, ",")
+        if len(parts) > 1:
+            if op not in ("==", "!="):
+                raise bad_request(f"A list of values only goes with == and != in q {self.text!r}.")
+            return ("list", [_scalar(p) for p in parts])
+        if ".." in raw and not raw.startswith('"'):
+            lo, _, hi = raw.partition("..")
+            if op not in ("==", "!="):
+                raise bad_request(f"A range only goes with == and != in q {self.text!r}.")
+            return ("range", _scalar(lo), _scalar(hi))
+        return _scalar(raw)
+
+
+def _split_top(raw: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    quoted = False
+    current = ""
+    for ch in raw:
+        if ch == '"':
+            quoted = not quoted
+        if ch == sep and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return parts
+
+
+def _scalar(raw: str) -> Any:
+    raw = raw.strip()
+    if len(raw) >= 2 and raw.startswith('"') and raw.endswith('"'):
+        return raw[1:-1].replace('\\"', '"')
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    if re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", raw):
+        number = float(raw)
+        return int(number) if number.is_integer() and "." not in raw and "e" not in raw.lower() else number
+    if not raw or raw[0] in '=!<>~"' or re.search(r"[\s\"'()]", raw):
+        raise bad_request(f"Invalid value {raw!r} in q.")
+    return _Unquoted(raw)
+
+
+# -- evaluation ---------------------------------------------------------------
+
+
+def _targets(entity: StoredEntity, path: QPath, ctx: ActiveContext) -> list[Any]:
+    per_ds = entity.attrs.get(path.attr)
+    if not per_ds:
+        return []
+    found: list[Any] = []
+    for inst in per_ds.values():
+        node: Any = inst.doc
+        meta_value: Any = None
+        is_meta = False
+        for sub in path.subs:
+            if sub in ("createdAt", "modifiedAt") and node is inst.doc:
+                meta_value, is_meta = format_datetime(inst.created_at if sub == "createdAt" else inst.modified_at), True
+                break
+            if sub in _META:
+                meta_value, is_meta = (node.get(sub) if isinstance(node, dict) else None), True
+                break
+            node = node.get(sub) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if node is None:
+            continue
+        value = meta_value if is_meta else _attr_value(node, ctx)
+        for key in path.keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            found.append(value)
+    return found
+
+
+def _attr_value(doc: dict[str, Any], ctx: ActiveContext) -> Any:
+    kind = doc.get("type")
+    if kind == "Relationship":
+        return doc.get("object")
+    if kind == "LanguageProperty":
+        lm = doc.get("languageMap") or {}
+        return list(lm.values()) if isinstance(lm, dict) else lm
+    if kind == "VocabProperty":
+        v = doc.get("vocab")
+        items = v if isinstance(v, list) else [v]
+        return [x for i in items if isinstance(i, str) for x in (i, ctx.compact(i))]
+    if kind == "JsonProperty":
+        return doc.get("json")
+    if kind == "ListProperty":
+        return doc.get("valueList")
+    if kind == "ListRelationship":
+        return [o.get("object") for o in doc.get("objectList") or [] if isinstance(o, dict)]
+    return doc.get("value")
+
+
+def _as_time(value: Any) -> datetime | None:
+    if isinstance(value, dict) and "@value" in value:
+        value = value["@value"]
+    if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\d", value):
+        try:
+            return parse_datetime(value, "value")
+        except Exception:
+            return None
+    return None
+
+
+def _compare(a: Any, op: str, b: Any) -> bool:
+    """Typed comparison: numbers with numbers, strings with strings (and DateTimes as times)."""
+    if isinstance(a, dict) and "@value" in a:
+        a = a["@value"]
+    if isinstance(b, bool) or isinstance(a, bool):
+        if not (isinstance(a, bool) and isinstance(b, bool)):
+            return False
+        return (a == b) if op == "==" else (a != b) if op == "!=" else False
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        x: Any = a
+        y: Any = b
+    elif isinstance(a, str) and isinstance(b, str):
+        ta, tb = (_as_time(a), _as_time(b)) if isinstance(b, _Unquoted) or _as_time(b) else (None, None)
+        x, y = (ta, tb) if ta is not None and tb is not None else (a, str(b))
+    else:
+        return False
+    if op == "==":
+        return bool(x == y)
+    if op == "!=":
+        return bool(x != y)
+    if op == ">":
+        return bool(x > y)
+    if op == ">=":
+        return bool(x >= y)
+    if op == "<":
+        return bool(x < y)
+    return bool(x <= y)
+
+
+def _term_matches(value: Any, cmp: str, expected: Any) -> bool:
+    if isinstance(value, list) and cmp not in ("~=", "!~="):
+        if cmp == "!=":
+            return all(_term_matches(v, "!=", expected) for v in value) if value else True
+        return any(_term_matches(v, cmp, expected) for v in value)
+    if cmp in ("~=", "!~="):
+        values = value if isinstance(value, list) else [value]
+        hit = any(isinstance(v, str) and expected.search(v) is not None for v in values)
+        return hit if cmp == "~=" else not hit
+    if isinstance(expected, tuple) and expected[0] == "range":
+        inside = _compare(value, ">=", expected[1]) and _compare(value, "<=", expected[2])
+        return inside if cmp == "==" else not inside and _comparable(value, expected[1])
+    if isinstance(expected, tuple) and expected[0] == "list":
+        hit = any(_compare(value, "==", e) for e in expected[1])
+        return hit if cmp == "==" else not hit
+    return _compare(value, cmp, expected)
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    return (isinstance(a, int | float) and isinstance(b, int | float)) or (isinstance(a, str) and isinstance(b, str))
+
+
+def q_matches(node: QNode, entity: StoredEntity, ctx: ActiveContext) -> bool:
+    if node.op == "and":
+        return all(q_matches(i, entity, ctx) for i in node.items)
+    if node.op == "or":
+        return any(q_matches(i, entity, ctx) for i in node.items)
+    assert node.path is not None
+    values = _targets(entity, node.path, ctx)
+    if node.cmp is None:
+        return bool(values)
+    return any(_term_matches(v, node.cmp, node.value) for v in values)
+
+
+# -- SQL prefilter -------------------------------------------------------------
+
+
+def _has(*conds: SQL) -> SQL:
+    """Entities with an attribute row matching ``conds``: an uncorrelated IN, which both databases
+    answer once through the (tenant, name, ...) indexes instead of once per entity."""
+    return NgsiEntity.pk.in_(select(NgsiAttribute.entity_pk).where(*conds))
+
+
+def q_sql(node: QNode, tenant: str) -> tuple[SQL, bool]:
+    """A SQL condition that keeps at least the matching entities, and whether it is exact."""
+    if node.op in ("and", "or"):
+        parts = [q_sql(i, tenant) for i in node.items]
+        exact = all(e for _, e in parts)
+        if node.op == "and":
+            return and_(*[c for c, _ in parts]), exact
+        if not exact:
+            return true(), False
+        return or_(*[c for c, _ in parts]), True
+    assert node.path is not None
+    path = node.path
+    base = [NgsiAttribute.tenant == tenant, NgsiAttribute.name == path.attr]
+    if path.subs or path.keys:
+        return _has(*base), False
+    if node.cmp is None:
+        return _has(*base), True
+    value = node.value
+    ops: dict[str, Callable[[Any, Any], SQL]] = {
+        "==": lambda c, v: c == v,
+        ">": lambda c, v: c > v,
+        ">=": lambda c, v: c >= v,
+        "<": lambda c, v: c < v,
+        "<=": lambda c, v: c <= v,
+    }
+    other = NgsiAttribute.value_kind == "other"
+    if node.cmp in ops and isinstance(value, int | float) and not isinstance(value, bool):
+        cond = or_(and_(NgsiAttribute.value_kind == "num", ops[node.cmp](NgsiAttribute.value_num, value)), other)
+        return _has(*base, cond), False
+    if node.cmp == "==" and isinstance(value, str) and not isinstance(value, _Unquoted) and len(value) <= 256:
+        cond = or_(and_(NgsiAttribute.value_kind == "text", NgsiAttribute.value_text == value), other)
+        return _has(*base, cond), False
+    if node.cmp == "==" and isinstance(value, tuple) and value[0] == "range":
+        lo, hi = value[1], value[2]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
+            cond = or_(and_(NgsiAttribute.value_kind == "num", NgsiAttribute.value_num.between(lo, hi)), other)
+            return _has(*base, cond), False
+    return _has(*base), False
+
+
+# --------------------------------------------------------------------------- geoQ
+
+GEOMETRIES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon")
+GEORELS = ("near", "within", "contains", "intersects", "equals", "disjoint", "overlaps")
+
+
+@dataclass
+class GeoQuery:
+    rel: str
+    geometry: BaseGeometry
+    geoproperty: str
+    max_distance: float | None = None
+    min_distance: float | None = None
+
+    def sql(self, tenant: str) -> SQL:
+        a = NgsiAttribute
+        base = [a.tenant == tenant, a.name == self.geoproperty]
+        minx, miny, maxx, maxy = self.geometry.bounds
+        if self.rel == "near" and self.max_distance is not None:
+            dlat = math.degrees(self.max_distance / EARTH_RADIUS_M)
+            coslat = max(0.01, math.cos(math.radians(max(abs(miny), abs(maxy)) + dlat)))
+            dlon = min(180.0, dlat / coslat)
+            minx, miny, maxx, maxy = minx - dlon, miny - dlat, maxx + dlon, maxy + dlat
+        elif self.rel in ("disjoint", "near"):
+            return _has(*base)
+        if self.rel == "within":
+            box = and_(a.min_lon >= minx, a.max_lon <= maxx, a.min_lat >= miny, a.max_lat <= maxy)
+        elif self.rel in ("contains", "equals"):
+            box = and_(a.min_lon <= minx, a.max_lon >= maxx, a.min_lat <= miny, a.max_lat >= maxy)
+        else:
+            box = and_(a.max_lon >= minx, a.min_lon <= maxx, a.max_lat >= miny, a.min_lat <= maxy)
+        return _has(*base, box)
+
+    def matches(self, entity: StoredEntity) -> bool:
+        per_ds = entity.attrs.get(self.geoproperty)
+        if not per_ds:
+            return False
+        for inst in per_ds.values():
+            value = inst.doc.get("value")
+            if inst.doc.get("type") != "GeoProperty" or not isinstance(value, dict):
+                continue
+            try:
+                geom = shape(value)
+            except Exception:  # stored geometry is validated on write; be safe anyway
+                geom = None
+            if geom is not None and self._test(geom):
+                return True
+        return False
+
+    def _test(self, geom: BaseGeometry) -> bool:
+        q = self.geometry
+        if self.rel == "near":
+            d = distance_m(q, geom)
+            if self.max_distance is not None and d > self.max_distance:
+                return False
+            return not (self.min_distance is not None and d < self.min_distance)
+        return bool(
+            {
+                "within": geom.within,
+                "contains": geom.contains,
+                "intersects": geom.intersects,
+                "equals": geom.equals,
+                "disjoint": geom.disjoint,
+                "overlaps": geom.overlaps,
+            }[self.rel](q)
+        )
+
+
+def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
+    """Distance in metres between two WGS 84 geometries (haversine for points, local projection else)."""
+    if a.geom_type == "Point" and b.geom_type == "Point":
+        return haversine_m(a.y, a.x, b.y, b.x)
+    lat0 = a.centroid.y
+    kx = math.cos(math.radians(lat0)) * EARTH_RADIUS_M * math.pi / 180
+    ky = EARTH_RADIUS_M * math.pi / 180
+
+    def project(g: BaseGeometry) -> BaseGeometry:
+        return shapely.transform(g, lambda c: c * [kx, ky])
+
+    return float(project(a).distance(project(b)))
+
+
+def parse_geoq(
+    georel: str | None, geometry: str | None, coordinates: Any, geoproperty: str | None, ctx: ActiveContext
+) -> GeoQuery | None:
+    """The geo-query of the ``georel``/``geometry``/``coordinates``/``geoproperty`` parameters."""
+    if georel is None and geometry is None and coordinates is None:
+        return None
+    if not georel or not geometry or coordinates is None:
+        raise bad_request("A geo-query needs georel, geometry and coordinates.")
+    parts = georel.split(";")
+    rel = parts[0]
+    if rel not in GEORELS:
+        raise bad_request(f"Invalid georel {rel!r}.")
+    max_d = min_d = None
+    for mod in parts[1:]:
+        m = re.fullmatch(r"(maxDistance|minDistance)==(\d+(\.\d+)?)", mod)
+        if not m:
+            raise bad_request(f"Invalid georel modifier {mod!r}.")
+        if m.group(1) == "maxDistance":
+            max_d = float(m.group(2))
+        else:
+            min_d = float(m.group(2))
+    if rel == "near" and max_d is None and min_d is None:
+        raise bad_request("georel near needs maxDistance or minDistance.")
+    if rel != "near" and (max_d is not None or min_d is not None):
+        raise bad_request("maxDistance and minDistance only go with near.")
+    if geometry not in GEOMETRIES:
+        raise bad_request(f"Invalid geometry {geometry!r}.")
+    if isinstance(coordinates, str):
+        try:
+            coords = json.loads(coordinates)
+        except ValueError as exc:
+            raise bad_request(f"Invalid coordinates {coordinates!r}.") from exc
+    else:
+        coords = coordinates
+    try:
+        geom = shape_from_geojson({"type": geometry, "coordinates": coords})
+    except GeometryError as exc:
+        raise bad_request(f"Invalid geo-query geometry: {exc}") from exc
+    prop = ctx.expand(geoproperty) if geoproperty else ctx.expand("location")
+    return GeoQuery(rel, geom, prop, max_d, min_d)
+
+
+def select_pks() -> Any:
+    return select(NgsiEntity.pk)
+
+
+__all__ = ["false"]

@@ -1,0 +1,196 @@
+"""Entity operations of NGSI-LD (ETSI GS CIM 009 §5.6), on loaded state, recorded in a ChangeSet.
+
+No HTTP here: the API and the batch endpoints call these functions and then ``store.flush``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from .entity import DELETE, NULL, Delete, EntityInput
+from .errors import NgsiError, bad_request, not_found
+from .ld import ActiveContext
+from .store import ChangeSet, Instance, StoredEntity
+
+AttrsIn = dict[str, dict[str, dict[str, Any] | Delete]]
+
+
+@dataclass
+class UpdateResult:
+    """``updated`` attribute names and ``notUpdated`` (name, reason) of an append/update."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self, ctx: ActiveContext) -> dict[str, Any]:
+        return {
+            "updated": [ctx.compact(n) for n in dict.fromkeys(self.updated)],
+            "notUpdated": [{"attributeName": ctx.compact(n), "reason": r} for n, r in self.not_updated],
+        }
+
+
+def _clean(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored doc without merge markers (``urn:ngsi-ld:null`` sub-attributes)."""
+    return {k: v for k, v in doc.items() if v != NULL}
+
+
+def new_entity(inp: EntityInput, cs: ChangeSet) -> StoredEntity:
+    """A new entity from a parsed body (not yet recorded)."""
+    assert inp.id is not None
+    entity = StoredEntity(None, inp.id, list(inp.types), inp.scope, cs.now, cs.now)
+    for name, per_ds in inp.attrs.items():
+        for ds, doc in per_ds.items():
+            if isinstance(doc, Delete):
+                continue
+            entity.attrs.setdefault(name, {})[ds] = Instance(_clean(doc), cs.now, cs.now)
+    return entity
+
+
+def create(cs: ChangeSet, existing: StoredEntity | None, inp: EntityInput) -> StoredEntity:
+    if existing is not None:
+        raise NgsiError("AlreadyExists", f"The entity {inp.id} already exists.")
+    entity = new_entity(inp, cs)
+    cs.create(entity)
+    return entity
+
+
+def replace(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
+    """Replace every attribute and the types, keeping the id and createdAt (PUT, upsert)."""
+    entity.types = list(inp.types)
+    entity.scope = inp.scope
+    cs.touch(entity, types=True)
+    for name, per_ds in list(entity.attrs.items()):
+        for ds in list(per_ds):
+            if not (name in inp.attrs and ds in inp.attrs[name]):
+                cs.delete_attr(entity, name, ds)
+    for name, new_ds in inp.attrs.items():
+        for ds, doc in new_ds.items():
+            if not isinstance(doc, Delete):
+                cs.put_attr(entity, name, ds, _clean(doc), keep_created=False)
+
+
+def _add_types(cs: ChangeSet, entity: StoredEntity, types: list[str]) -> None:
+    added = [t for t in types if t not in entity.types]
+    if added:
+        entity.types = [*entity.types, *added]
+        cs.touch(entity, types=True)
+
+
+def merge_doc(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A merged attribute instance: new members replace old ones, null sub-attributes go."""
+    if old.get("type") != new.get("type"):
+        return _clean(new)
+    merged = copy.deepcopy(old)
+    for key, value in new.items():
+        if value == NULL:
+            merged.pop(key, None)
+        elif ":" in key and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_doc(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
+    """Merge Entity (PATCH /entities/{id}, batch merge, upsert with options=update)."""
+    _add_types(cs, entity, inp.types)
+    if inp.scope is not None:
+        entity.scope = inp.scope
+        cs.touch(entity)
+    for name, per_ds in inp.attrs.items():
+        for ds, doc in per_ds.items():
+            current = entity.attrs.get(name, {}).get(ds)
+            if isinstance(doc, Delete):
+                if current is not None:
+                    cs.delete_attr(entity, name, ds)
+                continue
+            cs.put_attr(entity, name, ds, merge_doc(current.doc, doc) if current else _clean(doc))
+    cs.touch(entity)
+
+
+def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrite: bool) -> UpdateResult:
+    """Append Entity Attributes (POST /entities/{id}/attrs)."""
+    result = UpdateResult()
+    _add_types(cs, entity, inp.types)
+    if inp.scope is not None:
+        entity.scope = inp.scope
+        cs.touch(entity)
+    for name, per_ds in inp.attrs.items():
+        for ds, doc in per_ds.items():
+            if isinstance(doc, Delete):
+                continue
+            if no_overwrite and ds in entity.attrs.get(name, {}):
+                result.not_updated.append((name, "The attribute exists and options=noOverwrite was given."))
+                continue
+            cs.put_attr(entity, name, ds, _clean(doc), keep_created=True)
+            result.updated.append(name)
+    return result
+
+
+def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn) -> UpdateResult:
+    """Update Entity Attributes (PATCH /entities/{id}/attrs): only attributes that exist."""
+    result = UpdateResult()
+    for name, per_ds in attrs.items():
+        for ds, doc in per_ds.items():
+            current = entity.attrs.get(name, {}).get(ds)
+            if current is None:
+                what = "The attribute" if not ds else f"The instance with datasetId {ds}"
+                result.not_updated.append((name, f"{what} does not exist."))
+                continue
+            if isinstance(doc, Delete):
+                cs.delete_attr(entity, name, ds)
+            else:
+                cs.put_attr(entity, name, ds, _clean(doc))
+            result.updated.append(name)
+    return result
+
+
+def partial_update(cs: ChangeSet, entity: StoredEntity, name: str, doc: dict[str, Any]) -> None:
+    """Partial Attribute Update (PATCH /entities/{id}/attrs/{attr})."""
+    ds = doc.get("datasetId", "")
+    current = entity.attrs.get(name, {}).get(ds)
+    if current is None:
+        raise not_found(f"The entity {entity.id} has no attribute {name}" + (f" with datasetId {ds}." if ds else "."))
+    if "type" in doc and doc["type"] != current.doc.get("type") and len(doc) == 1:
+        raise bad_request("A partial update cannot change only the attribute type.")
+    cs.put_attr(entity, name, ds, merge_doc(current.doc, doc) if doc.get("type") == current.doc.get("type") else doc)
+
+
+def replace_attribute(
+    cs: ChangeSet, entity: StoredEntity, name: str, per_ds: dict[str, dict[str, Any] | Delete]
+) -> None:
+    """Replace Attribute (PUT /entities/{id}/attrs/{attr}): the attribute must exist."""
+    for ds, doc in per_ds.items():
+        if ds not in entity.attrs.get(name, {}):
+            raise not_found(
+                f"The entity {entity.id} has no attribute {name}" + (f" with datasetId {ds}." if ds else ".")
+            )
+        if isinstance(doc, Delete):
+            raise bad_request("null is not a valid attribute.")
+    for ds, doc in per_ds.items():
+        assert not isinstance(doc, Delete)
+        cs.put_attr(entity, name, ds, _clean(doc), keep_created=True)
+
+
+def delete_attribute(
+    cs: ChangeSet, entity: StoredEntity, name: str, *, dataset_id: str | None, delete_all: bool
+) -> None:
+    """Delete Attribute (DELETE /entities/{id}/attrs/{attr}), one instance or all of them."""
+    per_ds = entity.attrs.get(name)
+    if not per_ds:
+        raise not_found(f"The entity {entity.id} has no attribute {name}.")
+    if delete_all:
+        for ds in list(per_ds):
+            cs.delete_attr(entity, name, ds)
+        return
+    ds = dataset_id or ""
+    if ds not in per_ds:
+        raise not_found(
+            f"The attribute {name} has no instance" + (f" with datasetId {ds}." if ds else " without datasetId.")
+        )
+    cs.delete_attr(entity, name, ds)
+
+
+__all__ = ["DELETE", "UpdateResult"]

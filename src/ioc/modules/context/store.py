@@ -1,0 +1,415 @@
+"""Storage of NGSI-LD entities: load state, apply a change set in bulk, append history.
+
+Operations (``service.py``) load the entities they touch, change them in Python and record
+what changed in a :class:`ChangeSet`; :func:`flush` then writes it with a handful of bulk
+statements (``INSERT ... ON CONFLICT`` and ``executemany``), the same on SQLite and
+PostgreSQL. A change set is written inside the caller's transaction: it lands whole or not
+at all. Each change of an attribute instance appends one row to the history table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ioc.core.geo import GeometryError, bbox, shape_from_geojson
+
+from .entity import parse_datetime
+from .errors import NgsiError
+from .models import NgsiAttribute, NgsiAttributeHistory, NgsiEntity, NgsiEntityType, NgsiTenant
+
+CHUNK = 500
+
+
+@dataclass
+class Instance:
+    """The current state of one attribute instance."""
+
+    doc: dict[str, Any]
+    created_at: datetime
+    modified_at: datetime
+
+
+@dataclass
+class StoredEntity:
+    """An entity as loaded: attributes are name IRI -> datasetId ('' default) -> instance."""
+
+    pk: int | None
+    id: str
+    types: list[str]
+    scope: Any
+    created_at: datetime
+    modified_at: datetime
+    attrs: dict[str, dict[str, Instance]] = field(default_factory=dict)
+
+
+@dataclass
+class EntityEvent:
+    """What happened to an entity, for the event bus."""
+
+    kind: str  # created | updated | deleted
+    entity: StoredEntity
+    changed: dict[str, list[str]] = field(default_factory=dict)  # name -> datasetIds changed
+    deleted: dict[str, list[str]] = field(default_factory=dict)  # name -> datasetIds deleted
+
+
+@dataclass
+class ChangeSet:
+    """Everything one request changes, written by :func:`flush`."""
+
+    tenant: str
+    now: datetime
+    new: list[StoredEntity] = field(default_factory=list)
+    touched: dict[str, StoredEntity] = field(default_factory=dict)  # existing entities whose row changes
+    types_changed: set[str] = field(default_factory=set)
+    dropped: list[StoredEntity] = field(default_factory=list)
+    put: dict[tuple[str, str, str], tuple[StoredEntity, str]] = field(default_factory=dict)  # key -> (entity, op)
+    removed: dict[tuple[str, str, str], StoredEntity] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[str, EntityEvent] = field(default_factory=dict)
+
+    # -- recording ----------------------------------------------------------
+    def _event(self, entity: StoredEntity, kind: str) -> EntityEvent:
+        ev = self.events.get(entity.id)
+        if ev is None:
+            ev = self.events[entity.id] = EntityEvent(kind, entity)
+        elif kind == "deleted":
+            ev.kind = "deleted" if ev.kind != "created" else "gone"
+        return ev
+
+    def create(self, entity: StoredEntity) -> None:
+        self.new.append(entity)
+        ev = self._event(entity, "created")
+        for name, per_ds in entity.attrs.items():
+            for ds, inst in per_ds.items():
+                self._history(entity, name, ds, "create", inst)
+                self.put[(entity.id, name, ds)] = (entity, "create")
+                ev.changed.setdefault(name, []).append(ds)
+
+    def touch(self, entity: StoredEntity, *, types: bool = False) -> None:
+        entity.modified_at = self.now
+        if entity.pk is not None:
+            self.touched[entity.id] = entity
+            if types:
+                self.types_changed.add(entity.id)
+        self._event(entity, "updated")
+
+    def put_attr(
+        self, entity: StoredEntity, name: str, ds: str, doc: dict[str, Any], *, keep_created: bool = True
+    ) -> None:
+        per_ds = entity.attrs.setdefault(name, {})
+        old = per_ds.get(ds)
+        created = old.created_at if old is not None and keep_created else self.now
+        inst = per_ds[ds] = Instance(doc, created, self.now)
+        op = "update" if old is not None else "create"
+        key = (entity.id, name, ds)
+        self.removed.pop(key, None)
+        self.put[key] = (entity, op)
+        self._history(entity, name, ds, op, inst)
+        self.touch(entity)
+        self._event(entity, "updated").changed.setdefault(name, []).append(ds)
+
+    def delete_attr(self, entity: StoredEntity, name: str, ds: str) -> None:
+        per_ds = entity.attrs.get(name, {})
+        if per_ds.pop(ds, None) is None:
+            return
+        if not per_ds:
+            entity.attrs.pop(name, None)
+        key = (entity.id, name, ds)
+        self.put.pop(key, None)
+        self.removed[key] = entity
+        self._history(entity, name, ds, "delete", None)
+        self.touch(entity)
+        self._event(entity, "updated").deleted.setdefault(name, []).append(ds)
+
+    def drop(self, entity: StoredEntity) -> None:
+        for name, per_ds in entity.attrs.items():
+            for ds in per_ds:
+                self._history(entity, name, ds, "delete", None)
+        if entity.pk is None:
+            self.new = [e for e in self.new if e is not entity]
+        else:
+            self.dropped.append(entity)
+            self.touched.pop(entity.id, None)
+        for key in [k for k in self.put if k[0] == entity.id]:
+            del self.put[key]
+        self._event(entity, "deleted")
+
+    def _history(self, entity: StoredEntity, name: str, ds: str, op: str, inst: Instance | None) -> None:
+        doc = inst.doc if inst is not None else None
+        observed = doc.get("observedAt") if doc else None
+        value = doc.get("value") if doc else None
+        self.history.append(
+            {
+                "tenant": self.tenant,
+                "entity_id": entity.id,
+                "name": name,
+                "dataset_id": ds,
+                "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+                "op": op,
+                "kind": doc.get("type") if doc else None,
+                "value_num": float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+                "doc": doc,
+                "observed_at": parse_datetime(observed, "observedAt") if isinstance(observed, str) else None,
+                "recorded_at": self.now,
+            }
+        )
+
+
+# --------------------------------------------------------------------------- tenants
+
+
+def tenant_exists(session: Session, tenant: str) -> bool:
+    return tenant == "" or session.get(NgsiTenant, tenant) is not None
+
+
+def ensure_tenant(session: Session, tenant: str, now: datetime) -> None:
+    """Create the tenant on its first write (concurrent first writes are harmless)."""
+    if tenant == "" or session.get(NgsiTenant, tenant) is not None:
+        return
+    _upsert(session, _table(NgsiTenant), [{"name": tenant, "created_at": now}], ["name"], [])
+
+
+def check_tenant(session: Session, tenant: str) -> None:
+    """404 NonexistentTenant for a read of a tenant nobody has written to."""
+    if not tenant_exists(session, tenant):
+        raise NgsiError("NonexistentTenant", f"The tenant {tenant!r} does not exist.")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_entities(session: Session, tenant: str, ids: Sequence[str]) -> dict[str, StoredEntity]:
+    """The entities with these ids (those that exist), with their attributes."""
+    found: dict[str, StoredEntity] = {}
+    unique = list(dict.fromkeys(ids))
+    for i in range(0, len(unique), CHUNK):
+        chunk = unique[i : i + CHUNK]
+        rows = session.execute(
+            select(
+                NgsiEntity.pk,
+                NgsiEntity.entity_id,
+                NgsiEntity.types,
+                NgsiEntity.scope,
+                NgsiEntity.created_at,
+                NgsiEntity.modified_at,
+            ).where(NgsiEntity.tenant == tenant, NgsiEntity.entity_id.in_(chunk))
+        ).all()
+        for pk, eid, types, scope, created, modified in rows:
+            found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified)
+    _load_attrs(session, list(found.values()))
+    return found
+
+
+def load_by_pks(session: Session, pks: Sequence[int]) -> list[StoredEntity]:
+    """Entities by primary key, in the order given."""
+    by_pk: dict[int, StoredEntity] = {}
+    for i in range(0, len(pks), CHUNK):
+        chunk = list(pks[i : i + CHUNK])
+        rows = session.execute(
+            select(
+                NgsiEntity.pk,
+                NgsiEntity.entity_id,
+                NgsiEntity.types,
+                NgsiEntity.scope,
+                NgsiEntity.created_at,
+                NgsiEntity.modified_at,
+            ).where(NgsiEntity.pk.in_(chunk))
+        ).all()
+        for pk, eid, types, scope, created, modified in rows:
+            by_pk[pk] = StoredEntity(pk, eid, list(types), scope, created, modified)
+    entities = [by_pk[pk] for pk in pks if pk in by_pk]
+    _load_attrs(session, entities)
+    return entities
+
+
+def _load_attrs(session: Session, entities: list[StoredEntity]) -> None:
+    by_pk = {e.pk: e for e in entities if e.pk is not None}
+    keys = list(by_pk)
+    for i in range(0, len(keys), CHUNK):
+        rows = session.execute(
+            select(
+                NgsiAttribute.entity_pk,
+                NgsiAttribute.name,
+                NgsiAttribute.dataset_id,
+                NgsiAttribute.doc,
+                NgsiAttribute.created_at,
+                NgsiAttribute.modified_at,
+            ).where(NgsiAttribute.entity_pk.in_(keys[i : i + CHUNK]))
+        ).all()
+        for pk, name, ds, doc, created, modified in rows:
+            by_pk[pk].attrs.setdefault(name, {})[ds] = Instance(doc, created, modified)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _upsert(
+    session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str], update_cols: Iterable[str]
+) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    cols = list(update_cols)
+    if cols:
+        final = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in cols})
+    else:
+        final = stmt.on_conflict_do_nothing(index_elements=keys)
+    for i in range(0, len(rows), 2000):
+        session.execute(final, rows[i : i + 2000])
+
+
+def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
+    kind = doc.get("type")
+    value: Any = doc.get("object") if kind == "Relationship" else doc.get("value")
+    cols: dict[str, Any] = {
+        "value_kind": "other",
+        "value_num": None,
+        "value_text": None,
+        "min_lon": None,
+        "min_lat": None,
+        "max_lon": None,
+        "max_lat": None,
+    }
+    if kind == "GeoProperty":
+        try:
+            box = bbox(shape_from_geojson(value))
+        except (GeometryError, TypeError):
+            return cols
+        cols.update(zip(("min_lon", "min_lat", "max_lon", "max_lat"), box, strict=True))
+        return cols
+    if kind not in ("Property", "Relationship"):
+        return cols
+    if isinstance(value, bool):
+        cols.update(value_kind="bool", value_num=1.0 if value else 0.0)
+    elif isinstance(value, int | float):
+        cols.update(value_kind="num", value_num=float(value))
+    elif isinstance(value, str) and len(value) <= 256:
+        cols.update(value_kind="text", value_text=value)
+    return cols
+
+
+def flush(session: Session, cs: ChangeSet) -> None:
+    """Write a change set: entities, types, attributes and history, in bulk."""
+    ensure_tenant(session, cs.tenant, cs.now)
+    tenant = cs.tenant
+    if cs.dropped:
+        pks = [e.pk for e in cs.dropped]
+        for i in range(0, len(pks), CHUNK):
+            chunk = pks[i : i + CHUNK]
+            session.execute(delete(NgsiAttribute).where(NgsiAttribute.entity_pk.in_(chunk)))
+            session.execute(delete(NgsiEntityType).where(NgsiEntityType.entity_pk.in_(chunk)))
+            session.execute(delete(NgsiEntity).where(NgsiEntity.pk.in_(chunk)))
+    if cs.new:
+        rows = [
+            {
+                "tenant": tenant,
+                "entity_id": e.id,
+                "types": e.types,
+                "scope": e.scope,
+                "created_at": e.created_at,
+                "modified_at": e.modified_at,
+            }
+            for e in cs.new
+        ]
+        by_id = {e.id: e for e in cs.new}
+        for i in range(0, len(rows), 1000):
+            result = session.execute(
+                insert(NgsiEntity).returning(NgsiEntity.pk, NgsiEntity.entity_id), rows[i : i + 1000]
+            )
+            for pk, eid in result.all():
+                by_id[eid].pk = pk
+        cs.types_changed.update(by_id)
+    if cs.touched:
+        session.execute(
+            update(_table(NgsiEntity))
+            .where(_table(NgsiEntity).c.pk == _bind("b_pk"))
+            .values(
+                types=_bind("b_types", "types"),
+                scope=_bind("b_scope", "scope"),
+                modified_at=_bind("b_modified", "modified_at"),
+            ),
+            [
+                {"b_pk": e.pk, "b_types": e.types, "b_scope": e.scope, "b_modified": e.modified_at}
+                for e in cs.touched.values()
+                if e.pk is not None
+            ],
+        )
+    if cs.types_changed:
+        entities = [e for e in [*cs.new, *cs.touched.values()] if e.id in cs.types_changed and e.pk is not None]
+        pks = [e.pk for e in entities if e.id in cs.touched]
+        for i in range(0, len(pks), CHUNK):
+            session.execute(delete(NgsiEntityType).where(NgsiEntityType.entity_pk.in_(pks[i : i + CHUNK])))
+        type_rows = [{"entity_pk": e.pk, "type_iri": t, "tenant": tenant} for e in entities for t in e.types]
+        for i in range(0, len(type_rows), 2000):
+            session.execute(insert(NgsiEntityType), type_rows[i : i + 2000])
+    if cs.removed:
+        keys = [(e.pk, name, ds) for (_, name, ds), e in cs.removed.items() if e.pk is not None]
+        for i in range(0, len(keys), CHUNK):
+            session.execute(
+                delete(NgsiAttribute).where(
+                    tuple_(NgsiAttribute.entity_pk, NgsiAttribute.name, NgsiAttribute.dataset_id).in_(
+                        keys[i : i + CHUNK]
+                    )
+                )
+            )
+    if cs.put:
+        rows = []
+        for (_, name, ds), (entity, _op) in cs.put.items():
+            inst = entity.attrs.get(name, {}).get(ds)
+            if inst is None or entity.pk is None:
+                continue
+            observed = inst.doc.get("observedAt")
+            rows.append(
+                {
+                    "entity_pk": entity.pk,
+                    "name": name,
+                    "dataset_id": ds,
+                    "tenant": tenant,
+                    "kind": inst.doc.get("type", "Property"),
+                    "doc": inst.doc,
+                    "observed_at": parse_datetime(observed, "observedAt") if isinstance(observed, str) else None,
+                    "created_at": inst.created_at,
+                    "modified_at": inst.modified_at,
+                    **_value_columns(inst.doc),
+                }
+            )
+        _upsert(
+            session,
+            _table(NgsiAttribute),
+            rows,
+            ["entity_pk", "name", "dataset_id"],
+            [c for c in rows[0] if c not in ("entity_pk", "name", "dataset_id", "tenant")] if rows else [],
+        )
+    if cs.history:
+        for i in range(0, len(cs.history), 2000):
+            session.execute(insert(NgsiAttributeHistory), cs.history[i : i + 2000])
+
+
+def _bind(name: str, column: str = "") -> Any:
+    table = _table(NgsiEntity)
+    return bindparam(name, type_=table.c[column].type) if column else bindparam(name)
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def entity_exists(session: Session, tenant: str, entity_id: str) -> bool:
+    return (
+        session.scalar(
+            select(NgsiEntity.pk).where(and_(NgsiEntity.tenant == tenant, NgsiEntity.entity_id == entity_id))
+        )
+        is not None
+    )

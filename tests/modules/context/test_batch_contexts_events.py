@@ -1,0 +1,135 @@
+"""Batch operations, /jsonldContexts, events and the context.upsert consumer (both databases)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from ioc.core.db import Database
+from ioc.core.events import OutboxEvent, publish
+from ioc.modules.context.events import UPSERT
+
+from .conftest import CORE, LD, Ngsi, vehicle
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+def test_batch_create_upsert_update_merge_delete(ngsi: Ngsi) -> None:
+    r = ngsi.post("/entityOperations/create", json=[vehicle(1), vehicle(2)])
+    assert r.status_code == 201 and r.json() == ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:2"]
+    r = ngsi.post("/entityOperations/create", json=[vehicle(3), vehicle(1), {"id": "bad", "type": "V"}])
+    assert r.status_code == 207
+    body = r.json()
+    assert body["success"] == ["urn:ngsi-ld:Vehicle:3"]
+    errors = {e["entityId"]: e["error"]["type"] for e in body["errors"]}
+    assert errors == {"urn:ngsi-ld:Vehicle:1": ERR + "AlreadyExists", "bad": ERR + "BadRequestData"}
+    # upsert: replace by default, 201 with the created ids
+    r = ngsi.post(
+        "/entityOperations/upsert", json=[{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "speed": 1}, vehicle(4)]
+    )
+    assert r.status_code == 201 and r.json() == ["urn:ngsi-ld:Vehicle:4"]
+    assert "brand" not in ngsi.get("/entities/urn:ngsi-ld:Vehicle:1").json()
+    r = ngsi.post(
+        "/entityOperations/upsert",
+        json=[{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "brand": "b"}],
+        params={"options": "update"},
+    )
+    assert r.status_code == 204
+    assert set(ngsi.get("/entities/urn:ngsi-ld:Vehicle:1").json()) >= {"speed", "brand"}
+    # update (append semantics) and merge: unknown entities are per-entity errors
+    r = ngsi.post(
+        "/entityOperations/update",
+        json=[{"id": "urn:ngsi-ld:Vehicle:2", "color": "red"}, {"id": "urn:ngsi-ld:Vehicle:99", "color": "red"}],
+    )
+    assert r.status_code == 207 and r.json()["errors"][0]["error"]["type"] == ERR + "ResourceNotFound"
+    r = ngsi.post("/entityOperations/merge", json=[{"id": "urn:ngsi-ld:Vehicle:2", "brand": "urn:ngsi-ld:null"}])
+    assert r.status_code == 204
+    assert "brand" not in ngsi.get("/entities/urn:ngsi-ld:Vehicle:2").json()
+    r = ngsi.post("/entityOperations/delete", json=["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:1"])
+    assert r.status_code == 207 and r.json()["success"] == ["urn:ngsi-ld:Vehicle:1"]
+    assert ngsi.post("/entityOperations/delete", json=["urn:ngsi-ld:Vehicle:2"]).status_code == 204
+    assert ngsi.post("/entityOperations/create", json={"not": "an array"}).status_code == 400
+    # query
+    r = ngsi.post(
+        "/entityOperations/query",
+        json={"type": "Query", "entities": [{"type": "Vehicle"}], "q": "speed>35"},
+        params={"count": "true"},
+    )
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:4"] and r.headers["NGSILD-Results-Count"] == "1"
+    assert ngsi.post("/entityOperations/query", json={"type": "Query"}).status_code == 400
+
+
+def test_batch_of_ten_thousand(ngsi: Ngsi) -> None:
+    entities = [
+        {"id": f"urn:ngsi-ld:Sensor:{i}", "type": "Sensor", "v": {"type": "Property", "value": i}}
+        for i in range(10_000)
+    ]
+    r = ngsi.post("/entityOperations/upsert", json=entities)
+    assert r.status_code == 201 and len(r.json()) == 10_000
+    r = ngsi.get("/entities", params={"type": "Sensor", "q": "v>=9990", "count": "true", "limit": "1"})
+    assert r.headers["NGSILD-Results-Count"] == "10"
+
+
+def test_jsonld_contexts(ngsi: Ngsi) -> None:
+    listed = ngsi.get("/jsonldContexts").json()
+    assert CORE in listed
+    r = ngsi.post("/jsonldContexts", json={"@context": {"Room": "http://example.org/Room"}})
+    assert r.status_code == 201
+    url = r.headers["Location"]
+    local_id = url.rsplit("/", 1)[1]
+    assert ngsi.get("/jsonldContexts/" + local_id).json() == {"@context": {"Room": "http://example.org/Room"}}
+    details = ngsi.get("/jsonldContexts/" + local_id, params={"details": "true"}).json()
+    assert details["kind"] == "Hosted" and details["localId"] == local_id
+    # the hosted context is usable by URL without any network
+    link = f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+    ngsi.create({"id": "urn:ngsi-ld:Room:1", "type": "Room"}, headers={"Link": link})
+    assert ngsi.get("/entities/urn:ngsi-ld:Room:1").json()["type"] == "http://example.org/Room"
+    assert [d["kind"] for d in ngsi.get("/jsonldContexts", params={"details": "true", "kind": "Hosted"}).json()] == [
+        "Hosted"
+    ]
+    assert ngsi.get("/jsonldContexts", params={"kind": "Nope"}).status_code == 400
+    assert ngsi.post("/jsonldContexts", json={"no": "context"}).status_code == 400
+    assert ngsi.delete("/jsonldContexts/" + local_id, params={"reload": "true"}).status_code == 400
+    assert ngsi.delete("/jsonldContexts/" + local_id).status_code == 204
+    assert ngsi.get("/jsonldContexts/" + local_id).status_code == 404
+    assert ngsi.delete("/jsonldContexts/core").status_code == 400
+    assert ngsi.get("/jsonldContexts/core", headers={"Accept": LD}).json()["@context"]["Property"] == "ngsi-ld:Property"
+
+
+def _events(db: Database, topic: str) -> list[dict[str, Any]]:
+    with db.session() as s:
+        return [
+            e.payload for e in s.scalars(select(OutboxEvent).where(OutboxEvent.topic == topic).order_by(OutboxEvent.id))
+        ]
+
+
+def test_events_published(ngsi: Ngsi, db: Database) -> None:
+    ngsi.create(vehicle(1))
+    ngsi.patch("/entities/urn:ngsi-ld:Vehicle:1/attrs", json={"speed": {"type": "Property", "value": 42}})
+    ngsi.delete("/entities/urn:ngsi-ld:Vehicle:1")
+    created = _events(db, "context.entity.created")[0]
+    assert created["id"] == "urn:ngsi-ld:Vehicle:1" and created["type"] == ["Vehicle"]
+    assert created["attributes"]["speed"]["value"] == 10
+    updated = _events(db, "context.entity.updated")[0]
+    assert list(updated["attributes"]) == ["speed"] and updated["attributes"]["speed"]["value"] == 42
+    deleted = _events(db, "context.entity.deleted")[0]
+    assert sorted(deleted["deleted_attributes"]) == ["brand", "location", "speed"]
+
+
+def test_upsert_consumer(ngsi: Ngsi, db: Database) -> None:
+    kpi = {
+        "id": "urn:ngsi-ld:KeyPerformanceIndicator:aqi",
+        "type": "KeyPerformanceIndicator",
+        "kpiValue": {"type": "Property", "value": 87},
+    }
+    with db.session() as s:
+        publish(s, UPSERT, {"entities": [kpi, {"id": "bad"}]})
+    deadline = time.monotonic() + 20
+    r = ngsi.get("/entities/urn:ngsi-ld:KeyPerformanceIndicator:aqi")
+    while r.status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        r = ngsi.get("/entities/urn:ngsi-ld:KeyPerformanceIndicator:aqi")
+    assert r.status_code == 200 and r.json()["kpiValue"]["value"] == 87
