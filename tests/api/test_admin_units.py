@@ -213,9 +213,7 @@ def test_bulk_locate_names_the_bad_point(client: TestClient) -> None:
     assert body["index"] == 1
 
 
-@pytest.mark.parametrize(
-    "raw", ['{"points": [[NaN, 105.7]]}', '{"points": [[18.7, Infinity]]}', "not json", ""]
-)
+@pytest.mark.parametrize("raw", ['{"points": [[NaN, 105.7]]}', '{"points": [[18.7, Infinity]]}', "not json", ""])
 def test_bulk_locate_rejects_non_finite_and_broken_json(client: TestClient, raw: str) -> None:
     response = client.post(f"{BASE}/locate", content=raw, headers={"content-type": "application/json"})
     _problem(response, 422)

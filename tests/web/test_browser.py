@@ -54,9 +54,7 @@ def browser() -> Iterator[Browser]:
     except ImportError:
         _unavailable("the playwright package is not installed (pip install playwright)")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:

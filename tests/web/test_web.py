@@ -80,9 +80,7 @@ def _config(html: str) -> dict[str, object]:
     return data
 
 
-def _login(
-    client: TestClient, username: str, password: str = PASSWORD, next_url: str = "/dashboard"
-) -> httpx.Response:
+def _login(client: TestClient, username: str, password: str = PASSWORD, next_url: str = "/dashboard") -> httpx.Response:
     token = _csrf(client.get("/login").text)
     return client.post(
         "/login",
@@ -184,9 +182,7 @@ def test_pages_have_no_inline_script(client: TestClient, make_user: MakeUser, lo
             assert script.get("src") or script.get("type") == "application/json", (path, script)
 
 
-def test_static_assets_referenced_by_pages_exist(
-    client: TestClient, make_user: MakeUser, login: LoginFn
-) -> None:
+def test_static_assets_referenced_by_pages_exist(client: TestClient, make_user: MakeUser, login: LoginFn) -> None:
     user = make_user("viewer")
     login(user.username)
     seen: set[str] = set()
@@ -245,9 +241,7 @@ def test_no_template_or_own_static_file_references_an_external_url() -> None:
     assert offenders == []
 
 
-def test_rendered_pages_reference_no_external_url(
-    client: TestClient, make_user: MakeUser, login: LoginFn
-) -> None:
+def test_rendered_pages_reference_no_external_url(client: TestClient, make_user: MakeUser, login: LoginFn) -> None:
     user = make_user("operator")
     login(user.username)
     for path in ("/", "/login", "/dashboard", "/docs"):
@@ -361,9 +355,7 @@ def test_login_error_in_english(client: TestClient, make_user: MakeUser) -> None
     user = make_user("operator")
     client.get("/lang/en", follow_redirects=False)
     token = _csrf(client.get("/login").text)
-    r = client.post(
-        "/login", data={"username": user.username, "password": "nope-nope-nope", "csrf_token": token}
-    )
+    r = client.post("/login", data={"username": user.username, "password": "nope-nope-nope", "csrf_token": token})
     assert r.status_code == 401
     assert "Wrong username or password." in r.text
 
@@ -470,9 +462,7 @@ def test_safe_next(value: str | None, expected: str) -> None:
     assert safe_next(value, "/d") == expected
 
 
-def test_logout_needs_csrf_and_ends_the_session(
-    client: TestClient, make_user: MakeUser, login: LoginFn
-) -> None:
+def test_logout_needs_csrf_and_ends_the_session(client: TestClient, make_user: MakeUser, login: LoginFn) -> None:
     user = make_user("operator")
     login(user.username)
     page = client.get("/dashboard")
@@ -504,9 +494,7 @@ def test_dashboard_in_english(client: TestClient, make_user: MakeUser, login: Lo
     assert _config(page.text)["lang"] == "en"
 
 
-def test_dashboard_shows_registered_panels(
-    app_factory: Callable[..., TestClient], make_user: MakeUser
-) -> None:
+def test_dashboard_shows_registered_panels(app_factory: Callable[..., TestClient], make_user: MakeUser) -> None:
     client = app_factory()
     registry = client.app.state.registry  # type: ignore[attr-defined]
     registry.add_panel(Panel("demo-panel", "dashboard.alarms", "/api/v1/demo-fragment"))
@@ -538,9 +526,7 @@ def test_login_throttle_answers_429_page(app_factory: Callable[..., TestClient],
     statuses = []
     for _ in range(3):
         token = _csrf(client.get("/login").text)
-        r = client.post(
-            "/login", data={"username": user.username, "password": "wrong-wrong-1", "csrf_token": token}
-        )
+        r = client.post("/login", data={"username": user.username, "password": "wrong-wrong-1", "csrf_token": token})
         statuses.append(r.status_code)
     assert statuses == [401, 401, 429]
     assert "Retry-After" in r.headers

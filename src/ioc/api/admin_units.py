@@ -47,9 +47,7 @@ class AdminUnitPublic(BaseModel):
     level: Level
     parent_code: str | None = Field(examples=["40"])
     valid_from: date | None = Field(description="Ngày bắt đầu hiệu lực; null: không rõ (unknown)")
-    valid_to: date | None = Field(
-        description="Ngày hết hiệu lực (không tính); null: còn hiệu lực (exclusive end)"
-    )
+    valid_to: date | None = Field(description="Ngày hết hiệu lực (không tính); null: còn hiệu lực (exclusive end)")
     in_city: bool = Field(description="Thuộc địa bàn Vinh cũ (one of the six wards or the 33 former units)")
 
 
@@ -119,8 +117,7 @@ def _parse_at(at: str | None) -> date:
             pass
     raise Problem(
         422,
-        f"Ngày không hợp lệ: '{value[:40]}'. Dùng dạng YYYY-MM-DD, ví dụ 2025-07-01. "
-        "Invalid date: use YYYY-MM-DD.",
+        f"Ngày không hợp lệ: '{value[:40]}'. Dùng dạng YYYY-MM-DD, ví dụ 2025-07-01. Invalid date: use YYYY-MM-DD.",
         code="invalid-date",
     )
 

@@ -155,9 +155,7 @@ class AdminUnit(Base):
 
     def in_force(self, at: date) -> bool:
         """Whether the unit existed on ``at``."""
-        return (self.valid_from is None or self.valid_from <= at) and (
-            self.valid_to is None or at < self.valid_to
-        )
+        return (self.valid_from is None or self.valid_from <= at) and (self.valid_to is None or at < self.valid_to)
 
     def __repr__(self) -> str:
         return f"AdminUnit({self.code!r}, {self.full_name!r}, {self.valid_from}..{self.valid_to})"
@@ -296,13 +294,9 @@ def reference_units() -> list[dict[str, Any]]:
         code, full_name = r["code"].strip(), r["full_name"].strip()
         level = "ward" if full_name.startswith("Phường") else "commune"
         rows.append(
-            _unit_row(
-                code, full_name, level, r["province_code"].strip(), REFORM_DATE, None, code in CITY_WARD_CODES
-            )
+            _unit_row(code, full_name, level, r["province_code"].strip(), REFORM_DATE, None, code in CITY_WARD_CODES)
         )
-    rows.append(
-        _unit_row(FORMER_CITY_CODE, "Thành phố Vinh", "district", PROVINCE_CODE, None, REFORM_DATE, False)
-    )
+    rows.append(_unit_row(FORMER_CITY_CODE, "Thành phố Vinh", "district", PROVINCE_CODE, None, REFORM_DATE, False))
     for c in crosswalk_rows():
         rows.append(_unit_row(c.old_code, c.old_name, c.old_level, FORMER_CITY_CODE, None, REFORM_DATE, True))
     return rows
@@ -316,8 +310,7 @@ def load_reference_units(session: Session) -> int:
     commit: the caller owns the transaction.
     """
     existing_units = {
-        (code, valid_from)
-        for code, valid_from in session.execute(select(AdminUnit.code, AdminUnit.valid_from))
+        (code, valid_from) for code, valid_from in session.execute(select(AdminUnit.code, AdminUnit.valid_from))
     }
     inserted = 0
     for row in reference_units():
@@ -407,9 +400,7 @@ def city_wards(session: Session) -> list[AdminUnit]:
 
 def crosswalk(session: Session) -> list[WardCrosswalk]:
     """The stored old → new rows, ordered by old code."""
-    return list(
-        session.scalars(select(WardCrosswalk).order_by(WardCrosswalk.effective, WardCrosswalk.old_code))
-    )
+    return list(session.scalars(select(WardCrosswalk).order_by(WardCrosswalk.effective, WardCrosswalk.old_code)))
 
 
 def to_current_ward(code: str, at: date | None = None) -> str | None:
@@ -450,9 +441,7 @@ class WardLocator:
     underlying :class:`~ioc.core.geo.PolygonIndex` use ``(lon, lat)``.
     """
 
-    def __init__(
-        self, wards: Sequence[tuple[WardInfo, BaseGeometry]], geojson: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, wards: Sequence[tuple[WardInfo, BaseGeometry]], geojson: dict[str, Any] | None = None) -> None:
         self.wards: dict[str, WardInfo] = {info.code: info for info, _ in wards}
         self._index: PolygonIndex[str] = PolygonIndex([(info.code, geom) for info, geom in wards])
         #: FeatureCollection of the wards, for the map; built by :meth:`from_session`.

@@ -96,8 +96,7 @@ def _check_geometry(obj: Any, where: str, depth: int) -> None:
     if gtype not in _GEOMETRY_TYPES:
         allowed = ", ".join(_GEOMETRY_TYPES)
         raise GeometryError(
-            f"{where}: kiểu hình học không hợp lệ {gtype!r}, cần một trong {allowed} "
-            f"(unsupported geometry type)"
+            f"{where}: kiểu hình học không hợp lệ {gtype!r}, cần một trong {allowed} (unsupported geometry type)"
         )
     if gtype == "GeometryCollection":
         if depth >= _MAX_COLLECTION_DEPTH:
@@ -122,9 +121,7 @@ def _check_coordinates(coords: Any, depth: int, gtype: str, where: str) -> None:
     if gtype in ("LineString", "MultiLineString") and depth == 1 and len(coords) < 2:
         raise GeometryError(f"{where}: đường cần ít nhất 2 điểm (a line needs at least 2 positions)")
     if gtype in ("Polygon", "MultiPolygon") and depth == 1 and len(coords) < 4:
-        raise GeometryError(
-            f"{where}: vòng đa giác cần ít nhất 4 điểm (a polygon ring needs at least 4 positions)"
-        )
+        raise GeometryError(f"{where}: vòng đa giác cần ít nhất 4 điểm (a polygon ring needs at least 4 positions)")
     if gtype in ("Polygon", "MultiPolygon") and depth == 2 and not coords:
         raise GeometryError(f"{where}: đa giác không có vòng nào (a polygon needs an exterior ring)")
     for i, item in enumerate(coords):
@@ -149,13 +146,11 @@ def _check_position(pos: Any, where: str) -> None:
     lon, lat = pos[0], pos[1]
     if not -180.0 <= lon <= 180.0:
         raise GeometryError(
-            f"{where}: kinh độ {lon} ngoài khoảng [-180, 180] (longitude out of range; "
-            f"GeoJSON order is [lon, lat])"
+            f"{where}: kinh độ {lon} ngoài khoảng [-180, 180] (longitude out of range; GeoJSON order is [lon, lat])"
         )
     if not -90.0 <= lat <= 90.0:
         raise GeometryError(
-            f"{where}: vĩ độ {lat} ngoài khoảng [-90, 90] (latitude out of range; "
-            f"GeoJSON order is [lon, lat])"
+            f"{where}: vĩ độ {lat} ngoài khoảng [-90, 90] (latitude out of range; GeoJSON order is [lon, lat])"
         )
 
 
@@ -211,8 +206,7 @@ class PolygonIndex(Generic[K]):
         for key, geom in items:
             if geom.geom_type not in ("Polygon", "MultiPolygon"):
                 raise GeometryError(
-                    f"{key!r}: chỉ lập chỉ mục được đa giác, nhận {geom.geom_type} "
-                    f"(only polygons can be indexed)"
+                    f"{key!r}: chỉ lập chỉ mục được đa giác, nhận {geom.geom_type} (only polygons can be indexed)"
                 )
             if geom.is_empty:
                 raise GeometryError(f"{key!r}: hình học rỗng (empty geometry)")

@@ -69,9 +69,7 @@ def normalize_language(code: str | None) -> str | None:
 def load_locale_file(path: Path) -> dict[str, str]:
     """Read one flat ``{"key": "text"}`` JSON catalogue file; raises ValueError if malformed."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ValueError(f"{path}: expected a flat JSON object of strings")
     return dict(data)
 
