@@ -10,6 +10,13 @@ Timed, each from a cold start of the query (a new engine and connection, no in-p
   live from the registered measures, its stored history, trend and status (median of 3);
 * ``dossier_monitor_year_ms``: the monitor of the last 365 days (median of 3);
 * ``kpi_recompute_all_ms``: for information, recomputing and storing 12 periods of every KPI.
+
+Baselines in the same run, for before/after comparison (the computations the roll-ups replaced):
+* ``dossier_monitor_year_raw_ms``: the same monitor by conditional counts over the raw dossiers;
+* ``reports_rates_rowload_ms``: the two reports rates of the current month by loading every closed
+  report of the month into Python (how ``reports.on_time_rate``/``satisfaction_rate`` were computed);
+* ``rollup_rebuild_s``: rebuilding the dossier roll-ups from the 1,000,000 dossiers (the bulk load
+  writes with plain Core, which the session's write hooks do not see).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select
+from sqlalchemy.orm import Session
 
 from ioc.core import migrate
 from ioc.core.db import Base, Database
@@ -135,6 +143,51 @@ def _reports(db: Database, today: date) -> bool:
     return True
 
 
+def _raw_monitor(session: Session, start: date, end: date) -> dict[str, int]:
+    """The monitor as computed before the roll-ups: conditional counts over every relevant dossier."""
+    from ioc.core.db import utcnow
+    from ioc.modules.services.models import Dossier
+    from ioc.modules.services.monitor import day_bounds
+
+    d = Dossier
+
+    def count(cond: ColumnElement[bool]) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    s, e = day_bounds(start, end)
+    t = min(e, utcnow())
+    in_period = and_(d.received_at >= s, d.received_at < e)
+    closed_in = and_(d.resolved_at.is_not(None), d.resolved_at >= s, d.resolved_at < e)
+    resolved = and_(closed_in, d.status == "resolved")
+    open_at_end = or_(d.resolved_at.is_(None), d.resolved_at >= e)
+    columns = [
+        count(in_period),
+        count(d.received_at < s),
+        count(resolved),
+        count(and_(resolved, d.due_day_start.is_not(None), d.resolved_at < d.due_day_start)),
+        count(and_(resolved, d.due_at.is_not(None), d.resolved_at > d.due_at)),
+        count(and_(closed_in, d.status != "resolved")),
+        count(open_at_end),
+        count(and_(open_at_end, d.due_at.is_not(None), d.due_at < t)),
+        count(and_(open_at_end, d.due_at.is_not(None), d.due_at >= t, d.due_at < t + timedelta(hours=48))),
+        count(and_(in_period, d.channel == "online")),
+        count(and_(in_period, d.service_level == "full")),
+        count(and_(in_period, d.channel == "online", d.service_level.in_(("partial", "full")))),
+    ]
+    parts = [
+        and_(d.received_at >= s, d.received_at < e),
+        and_(d.resolved_at >= s, d.resolved_at < e, d.received_at < s),
+        and_(d.resolved_at >= e, d.received_at < s),
+        and_(d.resolved_at.is_(None), d.received_at < s),
+    ]
+    totals = [0] * len(columns)
+    for part in parts:
+        row = session.execute(select(*columns).where(part)).one()
+        totals = [a + int(b) for a, b in zip(totals, row, strict=True)]
+    names = "received carried resolved early late other pending p_late p_nearly online full service"
+    return dict(zip(names.split(), totals, strict=True))
+
+
 def _median_ms(fn: Any, runs: int = 3) -> float:
     times = []
     for _ in range(runs):
@@ -167,6 +220,12 @@ def run() -> dict[str, float]:
         day = today()
         _dossiers(db, day)
         has_reports = _reports(db, day)
+        from ioc.modules.services.rollups import rebuild
+
+        started = time.perf_counter()
+        with db.session() as s:
+            rebuild(s)
+        rebuild_s = round(time.perf_counter() - started, 1)
         with db.session() as s:
             kpi_demo(s)
         with db.engine.connect() as conn:
@@ -203,6 +262,48 @@ def run() -> dict[str, float]:
                 dossier_monitor(s, day - timedelta(days=364), day)
             cold.dispose()
 
+        def monitor_raw() -> None:
+            cold = Database(url)
+            with cold.session() as s:
+                _raw_monitor(s, day - timedelta(days=364), day)
+            cold.dispose()
+
+        def reports_rowload() -> None:
+            table = Base.metadata.tables.get("reports")
+            if table is None:
+                return
+            from ioc.modules.kpi.periods import period_of
+
+            current = period_of(day, "month")
+            lo, hi = current.start, current.end
+            cold = Database(url)
+            with cold.session() as s:
+                lo_t = datetime.combine(lo, datetime.min.time(), UTC) - timedelta(hours=7)
+                hi_t = datetime.combine(hi + timedelta(days=1), datetime.min.time(), UTC) - timedelta(hours=7)
+                closed = table.c.closed_at
+                rows = s.execute(
+                    select(table).where(
+                        table.c.status.in_(("fixed", "no_further_action", "not_councils_responsibility")),
+                        closed >= lo_t,
+                        closed < hi_t,
+                    )
+                ).all()
+                _ = [r for r in rows if r.closed_at <= r.resolve_due], [r.rating for r in rows if r.rating]
+            cold.dispose()
+
+        with Database(url).session() as s:
+            from ioc.modules.services.monitor import dossier_monitor as dm
+
+            m = dm(s, day - timedelta(days=364), day)
+            raw = _raw_monitor(s, day - timedelta(days=364), day)
+            same = (m.received, m.carried_over, m.resolved.total, m.in_progress.total, m.in_progress.late) == (
+                raw["received"],
+                raw["carried"],
+                raw["resolved"],
+                raw["pending"],
+                raw["p_late"],
+            )
+
         figures = {
             "dossiers": float(count),
             "reports_rows": float(REPORTS if has_reports else 0),
@@ -211,6 +312,10 @@ def run() -> dict[str, float]:
             "kpi_wall_public_cold_ms": _median_ms(wall),
             "dossier_monitor_year_ms": _median_ms(monitor),
             "kpi_recompute_all_ms": recompute_ms,
+            "dossier_monitor_year_raw_ms": _median_ms(monitor_raw),
+            "reports_rates_rowload_ms": _median_ms(reports_rowload),
+            "rollup_rebuild_s": rebuild_s,
+            "monitor_rollup_equals_raw": 1.0 if same else 0.0,
         }
         return figures
 

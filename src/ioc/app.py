@@ -28,6 +28,7 @@ from ioc.api import admin_units, alarms, auth, events, ops
 from ioc.core.auth import AccessPolicy, LoginThrottle, Role
 from ioc.core.db import Database
 from ioc.core.events import EventBus
+from ioc.core.jobs import Scheduler
 from ioc.core.mqtt import MqttPublisher, bridge_handler
 from ioc.core.problems import (
     Problem,
@@ -162,6 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bus = EventBus(db, poll_seconds=settings.events_poll_seconds)
     registry = Registry()
     policy = AccessPolicy()
+    scheduler = Scheduler(
+        db, tick_seconds=settings.jobs.tick_seconds, first_delay_seconds=settings.jobs.first_delay_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -170,10 +174,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             publisher = MqttPublisher(settings.mqtt.url, client_id=f"ioc-bridge-{uuid.uuid4().hex[:8]}")
             bus.consume("mqtt-bridge", "*", bridge_handler(publisher, settings.mqtt.topic_prefix), start="latest")
         bus.start()
+        if settings.jobs.enabled:
+            scheduler.start()
         log.info("ioc started", extra={"version": __version__, "database": db.dialect, "modules": registry.modules})
         try:
             yield
         finally:
+            scheduler.stop()
             bus.stop()
             if publisher:
                 publisher.close()
@@ -192,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bus = bus
     app.state.registry = registry
     app.state.policy = policy
+    app.state.scheduler = scheduler
     app.state.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
 
     app.add_exception_handler(Problem, _browser_aware(handle_problem))
@@ -214,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     for router, prefix in registry.routers:
         app.include_router(router, prefix=prefix)
+    scheduler.jobs.extend(registry.jobs.values())
 
     from ioc.web.routes import mount_web
 

@@ -10,7 +10,7 @@ import ioc.modules
 
 def import_all_models() -> None:
     """Import the core's tables and each module's ``models`` submodule, if it has one."""
-    for name in ("audit", "auth", "events", "alarms", "admin_units"):
+    for name in ("audit", "auth", "events", "alarms", "admin_units", "jobs"):
         importlib.import_module(f"ioc.core.{name}")
     for info in pkgutil.iter_modules(ioc.modules.__path__):
         if info.ispkg:

@@ -32,6 +32,16 @@ class MqttSettings(BaseModel):
     topic_prefix: str = "ioc"
 
 
+class JobsSettings(BaseModel):
+    """The scheduler of the periodic jobs modules register (``ioc.core.jobs``)."""
+
+    enabled: bool = True
+    #: How often the scheduler looks for due jobs (at most the shortest job's interval).
+    tick_seconds: float = Field(default=60.0, gt=0)
+    #: Wait after start before the first run, so the service answers first.
+    first_delay_seconds: float = Field(default=10.0, ge=0)
+
+
 class SettingsError(RuntimeError):
     """Settings that must not be used to start the service."""
 
@@ -55,6 +65,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     map: MapSettings = MapSettings()
     mqtt: MqttSettings = MqttSettings()
+    jobs: JobsSettings = JobsSettings()
 
     @model_validator(mode="after")
     def _fill_database_url(self) -> Settings:

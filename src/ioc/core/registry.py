@@ -2,7 +2,7 @@
 
 A module is a package ``ioc.modules.<name>`` with a ``setup(ctx: ModuleContext)`` function.
 The app factory calls it once; the module then adds its routers, KPI providers, dashboard
-panels, open datasets, event subscribers, permissions and translations here. The core and
+panels, open datasets, event subscribers, permissions, translations and periodic jobs here. The core and
 the other modules never import it: they read what it registered.
 """
 
@@ -17,13 +17,22 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
+from ioc.core.jobs import Job, JobFn
+
 if TYPE_CHECKING:
     from ioc.core.db import Database
     from ioc.core.events import EventBus
     from ioc.settings import Settings
 
-#: A KPI measure: (session, period start, period end, ward code or None) -> value or None.
 MeasureFn = Callable[[Session, date, date, str | None], float | None]
+"""A KPI measure: ``fn(session, start, end, ward_code) -> value``.
+
+The period is ``start`` to ``end`` **inclusive**: both are local (Asia/Ho_Chi_Minh) calendar
+days, so a month is ``(date(2026, 6, 1), date(2026, 6, 30))`` and a measure counting events
+takes those from the start of ``start`` to the end of ``end`` (before ``end + 1 day``).
+``ward_code`` is a GSO code of a current ward, or None for the whole city. The value is None
+when the measure has no data for the period (not 0).
+"""
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,17 @@ class KpiMeasure:
     name: str
     fn: MeasureFn
     unit: str = ""
+    #: Where a person finds the rows behind a value: a URL template with ``{start}`` and
+    #: ``{end}`` (ISO dates, the end inclusive) and ``{ward}`` (the ward code, empty for the
+    #: city), e.g. ``"/api/v1/services/dossiers?received_from={start}&received_to={end}"``.
+    #: The KPI lineage shows it filled in.
+    source_url: str | None = None
+
+    def source_for(self, start: date, end: date, ward_code: str | None) -> str | None:
+        """:attr:`source_url` filled in for a period and a ward (None without a template)."""
+        if self.source_url is None:
+            return None
+        return self.source_url.format(start=start.isoformat(), end=end.isoformat(), ward=ward_code or "")
 
 
 @dataclass
@@ -72,6 +92,7 @@ class Registry:
     body_limits: dict[str, int] = field(default_factory=dict)
     template_dirs: dict[str, Path] = field(default_factory=dict)
     seeders: dict[str, Callable[[Session], object]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
 
     def add_router(self, router: APIRouter, prefix: str = "") -> None:
@@ -116,6 +137,16 @@ class Registry:
         if name in self.seeders:
             raise ValueError(f"seeder {name!r} registered twice")
         self.seeders[name] = fn
+
+    def add_job(self, name: str, every_seconds: float, fn: JobFn) -> None:
+        """Run ``fn(db)`` every ``every_seconds`` while the app serves, on one worker at a time.
+
+        The app's scheduler (:mod:`ioc.core.jobs`) runs it in a background thread; ``fn`` opens
+        its own sessions. Names are global: prefix them with the module (``"kpi.snapshots"``).
+        """
+        if name in self.jobs:
+            raise ValueError(f"job {name!r} registered twice")
+        self.jobs[name] = Job(name, every_seconds, fn)
 
     def allow_body(self, path_prefix: str, max_bytes: int) -> None:
         """Let requests under ``path_prefix`` carry bodies up to ``max_bytes`` (e.g. photo uploads)."""

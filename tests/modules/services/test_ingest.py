@@ -18,7 +18,6 @@ from ioc.core.audit import AuditEntry
 from ioc.core.auth import User, create_api_key
 from ioc.core.db import Database
 from ioc.modules.services.connectors import poll_due
-from ioc.modules.services.jobs import lease_holder, take_lease
 from ioc.modules.services.models import Connector, Dossier, ImportBatch
 
 HEADER = (
@@ -344,18 +343,6 @@ def test_polling_connector(
     assert client.post(f"/api/v1/services/connectors/{cid}/run", headers=admin).json()["status"] == "error"
     assert client.delete(f"/api/v1/services/connectors/{cid}", headers=admin).status_code == 204
     assert count(db, Connector) == 0
-
-
-def test_job_lease_is_held_by_one_worker(db: Database) -> None:
-    with db.session() as s:
-        assert take_lease(s, "services.poll", "worker-a", 60)
-    with db.session() as s:
-        assert not take_lease(s, "services.poll", "worker-b", 60)
-        assert lease_holder(s, "services.poll") == "worker-a"
-    with db.session() as s:
-        assert take_lease(s, "services.poll", "worker-a", 0)  # the holder renews (here: gives it up at once)
-    with db.session() as s:
-        assert take_lease(s, "services.poll", "worker-b", 60)
 
 
 def test_demo_seed(db: Database) -> None:

@@ -3,20 +3,17 @@ lineage and status, NGSI-LD sharing, socio-economic reports and the KPI wall."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.core.db import Database
+from ioc.core.jobs import JobFn
 from ioc.core.registry import ModuleContext, Panel, Registry
 
 from .api import pages, router
 from .compute import Resolver, refresh
 from .demo import seed_demo
-from .jobs import Job, Scheduler
 from .periods import Period
 from .reports import due_periods, generate
 from .texts import EN, VI
@@ -25,27 +22,32 @@ HERE = Path(__file__).resolve().parent
 STAFF = ("operator", "agency_officer", "ward_officer", "viewer")
 
 
+REPORTS_EVERY_SECONDS = 3600.0
+
+
 class KpiSettings(BaseSettings):
-    """``IOC_KPI__*``: the scheduler of KPI snapshots and socio-economic reports."""
+    """``IOC_KPI__*``: the periodic jobs of KPI snapshots and socio-economic reports."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_KPI__", extra="ignore")
 
     scheduler: bool = True
     refresh_minutes: float = 10.0
     reports: bool = True
-    tick_seconds: float = 60.0
-    first_delay_seconds: float = 10.0
 
 
-def snapshot_job(registry: Registry) -> Job:
+def snapshot_job(registry: Registry) -> JobFn:
+    """Store the KPIs' current values (measures as registered when the job runs)."""
+
     def run(db: Database) -> object:
         with db.session() as s:
             return refresh(s, Resolver(registry.measures))
 
-    return Job("kpi.snapshots", 60.0, run)
+    return run
 
 
-def reports_job(registry: Registry) -> Job:
+def reports_job(registry: Registry) -> JobFn:
+    """Make the scheduled reports of the periods that ended (once per period across workers)."""
+
     def run(db: Database) -> object:
         made: list[Period] = []
         for kind, period in due_periods():
@@ -54,7 +56,7 @@ def reports_job(registry: Registry) -> Job:
                     made.append(period)
         return made
 
-    return Job("kpi.reports", 3600.0, run)
+    return run
 
 
 def setup(ctx: ModuleContext) -> None:
@@ -73,21 +75,8 @@ def setup(ctx: ModuleContext) -> None:
     ctx.registry.add_translations("en", EN)
     ctx.registry.add_templates("kpi", HERE / "templates")
     ctx.registry.add_static("/static/kpi", HERE / "static")
-    if hasattr(ctx.registry, "add_seeder"):
-        ctx.registry.add_seeder("kpi", seed_demo)
+    ctx.registry.add_seeder("kpi", seed_demo)
     if settings.scheduler:
-        snapshots = snapshot_job(ctx.registry)
-        jobs = [Job(snapshots.name, settings.refresh_minutes * 60, snapshots.run)]
+        ctx.registry.add_job("kpi.snapshots", settings.refresh_minutes * 60, snapshot_job(ctx.registry))
         if settings.reports:
-            jobs.append(reports_job(ctx.registry))
-        scheduler = Scheduler(ctx.db, jobs, settings.tick_seconds, settings.first_delay_seconds)
-
-        @asynccontextmanager
-        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-            scheduler.start()
-            try:
-                yield
-            finally:
-                scheduler.stop()
-
-        ctx.registry.add_router(APIRouter(lifespan=lifespan))
+            ctx.registry.add_job("kpi.reports", REPORTS_EVERY_SECONDS, reports_job(ctx.registry))

@@ -16,6 +16,7 @@ from ioc.core.auth import Agency, InputModel, OptionalPrincipal, Principal, Requ
 from ioc.core.db import DbSession
 from ioc.core.pages import render_page
 from ioc.core.problems import Problem
+from ioc.core.tabular import template_csv, template_xlsx
 
 from . import imports as indicator_imports
 from .compute import Resolver, compute, ngsi_entity, refresh, rows_url, series, summarize
@@ -23,7 +24,6 @@ from .definitions import KpiDefinition, load_definitions, load_indicators
 from .models import IndicatorImport, KpiValue, SocioEconomicReport
 from .periods import Period, parse_period, period_of, today
 from .reports import KINDS, generate
-from .tabular import template_csv, template_xlsx
 
 router = APIRouter(prefix="/api/v1", tags=["kpi"])
 pages = APIRouter(include_in_schema=False)

@@ -59,6 +59,8 @@ class Input:
     module: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     row_count: int = 0
+    #: Where the module lists the rows behind a registered measure's value (its ``source_url``).
+    source_url: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class Input:
             "module": self.module,
             "rows": self.rows,
             "row_count": self.row_count,
+            "source_url": self.source_url,
         }
 
 
@@ -84,6 +87,7 @@ class Computed:
     computed_at: datetime
 
     def lineage(self, rows_url: str = "") -> dict[str, Any]:
+        """Where the value came from; ``rows_url`` defaults to the numerator's source rows."""
         return {
             "formula": self.kpi.formula,
             "period": {
@@ -94,7 +98,7 @@ class Computed:
             },
             "ward_code": self.ward,
             "inputs": [i.as_dict() for i in (self.numerator, self.denominator) if i is not None],
-            "rows_url": rows_url,
+            "rows_url": rows_url or self.numerator.source_url or "",
             "computed_at": self.computed_at.isoformat(),
         }
 
@@ -110,7 +114,13 @@ class Resolver:
         registered = self.measures.get(name)
         if registered is not None:
             value = registered.fn(session, start, end, ward)
-            return Input(name, None if value is None else float(value), "registry", name.split(".", 1)[0])
+            return Input(
+                name,
+                None if value is None else float(value),
+                "registry",
+                name.split(".", 1)[0],
+                source_url=registered.source_for(start, end, ward),
+            )
         indicator = self.indicators.get(name)
         if indicator is not None:
             return imported(session, indicator, start, end, ward)

@@ -13,11 +13,11 @@ from ioc.core import audit
 from ioc.core.auth import Agency, Principal
 from ioc.core.db import utcnow
 from ioc.core.problems import Problem
+from ioc.core.tabular import Row, read_table
 
 from .definitions import load_indicators
 from .models import IndicatorImport, IndicatorValue
 from .periods import parse_period
-from .tabular import Row, read_table
 
 COLUMNS = ("measure", "period", "ward_code", "value", "note")
 MAX_ERRORS = 200

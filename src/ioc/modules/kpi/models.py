@@ -89,13 +89,3 @@ class SocioEconomicReport(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     xlsx: Mapped[bytes] = mapped_column(LargeBinary)
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class KpiJobLease(Base):
-    """Which worker runs a scheduled KPI job (snapshots, reports) until when."""
-
-    __tablename__ = "kpi_job_leases"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(100), default="")
-    until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

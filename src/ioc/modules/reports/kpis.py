@@ -8,6 +8,9 @@
 * Time to accept / to resolve: working hours (on the Vietnamese working calendar) from
   submission to acceptance / closing; median and mean.
 Rankings by agency, ward or category list only units with at least ``MIN_RANKED`` reports.
+
+The registered rate and count measures are SQL aggregates (one row back, whatever the number of
+reports); only the working-hour measures read rows, and then only the two timestamps they need.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from ioc.core.admin_units import VN_TZ
@@ -31,18 +34,47 @@ MIN_RANKED = 10
 _COUNTED_CLOSED = (Status.FIXED.value, Status.NO_FURTHER_ACTION.value, Status.NOT_RESPONSIBLE.value)
 
 
-def _closed(session: Session, lo: datetime, hi: datetime, ward: str | None) -> list[Report]:
-    stmt = select(Report).where(Report.status.in_(_COUNTED_CLOSED), Report.closed_at >= lo, Report.closed_at < hi)
+def _closed_conds(lo: datetime, hi: datetime, ward: str | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [
+        Report.status.in_(_COUNTED_CLOSED),
+        Report.closed_at.is_not(None),
+        Report.closed_at >= lo,
+        Report.closed_at < hi,
+    ]
     if ward:
-        stmt = stmt.where(Report.ward_code == ward)
-    return list(session.scalars(stmt))
+        conds.append(Report.ward_code == ward)
+    return conds
+
+
+def _received_conds(lo: datetime, hi: datetime, ward: str | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [Report.created_at >= lo, Report.created_at < hi]
+    if ward:
+        conds.append(Report.ward_code == ward)
+    return conds
 
 
 def _received(session: Session, lo: datetime, hi: datetime, ward: str | None) -> list[Report]:
-    stmt = select(Report).where(Report.created_at >= lo, Report.created_at < hi)
-    if ward:
-        stmt = stmt.where(Report.ward_code == ward)
-    return list(session.scalars(stmt))
+    return list(session.scalars(select(Report).where(*_received_conds(lo, hi, ward))))
+
+
+def _count_if(cond: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def closed_figures(session: Session, lo: datetime, hi: datetime, ward: str | None) -> Row[Any]:
+    """One aggregate over the reports closed in ``[lo, hi)``: ``closed``, ``on_time`` (closed no later
+    than the resolution deadline), ``rated`` and ``satisfied`` (rating 4 or 5)."""
+    stmt = select(
+        func.count().label("closed"),
+        _count_if(Report.closed_at <= Report.resolve_due).label("on_time"),
+        _count_if(Report.rating.is_not(None)).label("rated"),
+        _count_if(and_(Report.rating.is_not(None), Report.rating >= 4)).label("satisfied"),
+    ).where(*_closed_conds(lo, hi, ward))
+    return session.execute(stmt).one()
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 2) if whole else None
 
 
 def on_time_rate(reports: list[Report]) -> float | None:
@@ -85,38 +117,46 @@ def _period(start: date, end: date) -> tuple[datetime, datetime]:
     return datetime.combine(start, time(0), VN_TZ), datetime.combine(end + timedelta(days=1), time(0), VN_TZ)
 
 
+def _pairs(
+    session: Session, lo: datetime, hi: datetime, ward: str | None, closed: bool, end: Any
+) -> list[tuple[datetime, datetime]]:
+    conds = _closed_conds(lo, hi, ward) if closed else _received_conds(lo, hi, ward)
+    rows = session.execute(select(Report.created_at, end).where(*conds, end.is_not(None)))
+    return [(a, b) for a, b in rows]
+
+
 def measures(rt: Runtime) -> list[KpiMeasure]:
     """The module's measures for the KPI registry."""
 
-    def closed_measure(
-        fn: Callable[[list[Report]], float | None],
-    ) -> Callable[[Session, date, date, str | None], float | None]:
-        def measure(session: Session, start: date, end: date, ward: str | None) -> float | None:
-            return fn(_closed(session, *_period(start, end), ward))
+    def on_time(session: Session, start: date, end: date, ward: str | None) -> float | None:
+        row = closed_figures(session, *_period(start, end), ward)
+        return _rate(int(row.on_time), int(row.closed))
 
-        return measure
+    def satisfaction(session: Session, start: date, end: date, ward: str | None) -> float | None:
+        row = closed_figures(session, *_period(start, end), ward)
+        return _rate(int(row.satisfied), int(row.rated))
 
     def hours_measure(
-        pick: Callable[[Runtime, list[Report]], list[float]], agg: Callable[[list[float]], float | None], closed: bool
+        end_column: Any, agg: Callable[[list[float]], float | None], closed: bool
     ) -> Callable[[Session, date, date, str | None], float | None]:
         def measure(session: Session, start: date, end: date, ward: str | None) -> float | None:
             lo, hi = _period(start, end)
-            reports = _closed(session, lo, hi, ward) if closed else _received(session, lo, hi, ward)
-            return agg(pick(rt, reports))
+            return agg(_hours(rt, _pairs(session, lo, hi, ward, closed, end_column)))
 
         return measure
 
     def received(session: Session, start: date, end: date, ward: str | None) -> float | None:
-        return float(len(_received(session, *_period(start, end), ward)))
+        stmt = select(func.count()).select_from(Report).where(*_received_conds(*_period(start, end), ward))
+        return float(session.scalar(stmt) or 0)
 
     return [
-        KpiMeasure("reports.on_time_rate", closed_measure(on_time_rate), unit="%"),
-        KpiMeasure("reports.satisfaction_rate", closed_measure(satisfaction_rate), unit="%"),
+        KpiMeasure("reports.on_time_rate", on_time, unit="%"),
+        KpiMeasure("reports.satisfaction_rate", satisfaction, unit="%"),
         KpiMeasure("reports.received", received, unit="reports"),
-        KpiMeasure("reports.accept_hours_median", hours_measure(accept_hours, _median, False), unit="h"),
-        KpiMeasure("reports.accept_hours_mean", hours_measure(accept_hours, _mean, False), unit="h"),
-        KpiMeasure("reports.resolve_hours_median", hours_measure(resolve_hours, _median, True), unit="h"),
-        KpiMeasure("reports.resolve_hours_mean", hours_measure(resolve_hours, _mean, True), unit="h"),
+        KpiMeasure("reports.accept_hours_median", hours_measure(Report.accepted_at, _median, False), unit="h"),
+        KpiMeasure("reports.accept_hours_mean", hours_measure(Report.accepted_at, _mean, False), unit="h"),
+        KpiMeasure("reports.resolve_hours_median", hours_measure(Report.closed_at, _median, True), unit="h"),
+        KpiMeasure("reports.resolve_hours_mean", hours_measure(Report.closed_at, _mean, True), unit="h"),
     ]
 
 

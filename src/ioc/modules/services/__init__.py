@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.core.registry import KpiMeasure, ModuleContext, Panel
@@ -14,7 +11,6 @@ from ioc.core.registry import KpiMeasure, ModuleContext, Panel
 from .api import pages, router
 from .connectors import poll_due
 from .demo import seed_demo
-from .jobs import Job, Scheduler
 from .monitor import MEASURES
 from .texts import EN, VI
 
@@ -22,14 +18,25 @@ HERE = Path(__file__).resolve().parent
 STAFF = ("operator", "agency_officer", "ward_officer", "viewer")
 
 
+#: Where the rows behind each measure are listed (see ``KpiMeasure.source_url``).
+SOURCES = {
+    "services.procedures_total": "/api/v1/services/procedures?at={end}",
+    "services.procedures_online_partial": "/api/v1/services/procedures?at={end}&level=partial",
+    "services.procedures_online_full": "/api/v1/services/procedures?at={end}&level=full",
+    "services.dossiers_received": "/api/v1/services/dossiers?received_from={start}&received_to={end}&ward_code={ward}",
+    "services.dossiers_resolved": "/api/v1/services/dossiers?status=resolved&ward_code={ward}",
+    "services.dossiers_resolved_on_time": "/api/v1/services/dossiers?status=resolved&ward_code={ward}",
+}
+
+
 class ServicesSettings(BaseSettings):
-    """``IOC_SERVICES__*``: the polling scheduler."""
+    """``IOC_SERVICES__*``: the polling job."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_SERVICES__", extra="ignore")
 
     scheduler: bool = True
+    #: How often due connectors are looked for (each connector has its own interval).
     tick_seconds: float = 60.0
-    first_delay_seconds: float = 15.0
 
 
 def setup(ctx: ModuleContext) -> None:
@@ -46,28 +53,12 @@ def setup(ctx: ModuleContext) -> None:
     ctx.registry.allow_body("/api/v1/services/imports", 31_000_000)
     ctx.registry.allow_body("/api/v1/services/dossiers", 10_000_000)
     for name, (fn, unit) in MEASURES.items():
-        ctx.registry.add_measure(KpiMeasure(name, fn, unit=unit))
+        ctx.registry.add_measure(KpiMeasure(name, fn, unit=unit, source_url=SOURCES.get(name)))
     ctx.registry.add_panel(Panel("services", "services.panel.title", "/api/v1/services/panel", order=40))
     ctx.registry.add_translations("vi", VI)
     ctx.registry.add_translations("en", EN)
     ctx.registry.add_templates("services", HERE / "templates")
     ctx.registry.add_static("/static/services", HERE / "static")
-    if hasattr(ctx.registry, "add_seeder"):
-        ctx.registry.add_seeder("services", seed_demo)
+    ctx.registry.add_seeder("services", seed_demo)
     if settings.scheduler:
-        scheduler = Scheduler(
-            ctx.db,
-            [Job("services.poll", settings.tick_seconds, poll_due)],
-            settings.tick_seconds,
-            settings.first_delay_seconds,
-        )
-
-        @asynccontextmanager
-        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-            scheduler.start()
-            try:
-                yield
-            finally:
-                scheduler.stop()
-
-        ctx.registry.add_router(APIRouter(lifespan=lifespan))
+        ctx.registry.add_job("services.poll", settings.tick_seconds, poll_due)

@@ -14,6 +14,7 @@ from ioc.core.auth import CurrentPrincipal, Principal, Requires, Role
 from ioc.core.db import DbSession, utcnow
 from ioc.core.pages import render_page
 from ioc.core.problems import Problem
+from ioc.core.tabular import template_csv, template_xlsx
 
 from . import connectors as conn
 from .models import Connector, Dossier, ImportBatch, Procedure
@@ -29,7 +30,6 @@ from .schemas import (
     PushBody,
 )
 from .service import DOSSIER_HELP, PROCEDURE_HELP, columns, import_file, push
-from .tabular import template_csv, template_xlsx
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 pages = APIRouter(include_in_schema=False)

@@ -132,13 +132,3 @@ class Connector(Base):
     last_counts: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
     created_by: Mapped[str] = mapped_column(String(200), default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class JobLease(Base):
-    """Who runs a scheduled job right now: one worker at a time holds the lease until ``until``."""
-
-    __tablename__ = "svc_job_leases"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(100), default="")
-    until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

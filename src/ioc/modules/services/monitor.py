@@ -17,6 +17,10 @@ and ward filters:
   share** (target 3) = received online at level một phần or toàn trình / received.
 * The procedure catalogue at the period's end: share offered at least một phần (target 1,
   the resolution's level 3 — toàn trình counts as at least một phần) and toàn trình (target 2).
+
+The dossier figures are read from the daily/monthly roll-ups of :mod:`.rollups` (maintained on
+write), never by scanning the period's dossiers; only the in-progress split of a period that is
+still running reads raw rows, those of the dossiers still open.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from ioc.core.db import utcnow
 
+from . import rollups
 from .models import Dossier, Procedure
 from .records import VN
 
@@ -107,41 +112,6 @@ def _sum(cond: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-def _columns(s: datetime, e: datetime, t: datetime, nearly: timedelta) -> list[Any]:
-    d = Dossier
-    in_period = and_(d.received_at >= s, d.received_at < e)
-    closed_in = and_(d.resolved_at.is_not(None), d.resolved_at >= s, d.resolved_at < e)
-    resolved = and_(closed_in, d.status == "resolved")
-    open_at_end = or_(d.resolved_at.is_(None), d.resolved_at >= e)
-    return [
-        _sum(in_period).label("received"),
-        _sum(d.received_at < s).label("carried_over"),
-        _sum(resolved).label("resolved"),
-        _sum(and_(resolved, d.due_day_start.is_not(None), d.resolved_at < d.due_day_start)).label("early"),
-        _sum(and_(resolved, d.due_at.is_not(None), d.resolved_at > d.due_at)).label("late"),
-        _sum(and_(closed_in, d.status != "resolved")).label("closed_other"),
-        _sum(open_at_end).label("pending"),
-        _sum(and_(open_at_end, d.due_at.is_not(None), d.due_at < t)).label("pending_late"),
-        _sum(and_(open_at_end, d.due_at.is_not(None), d.due_at >= t, d.due_at < t + nearly)).label("pending_nearly"),
-        _sum(and_(in_period, d.channel == "online")).label("online"),
-        _sum(and_(in_period, d.service_level == "full")).label("full"),
-        _sum(and_(in_period, d.channel == "online", d.service_level.in_(("partial", "full")))).label("online_service"),
-    ]
-
-
-def _parts(s: datetime, e: datetime) -> list[ColumnElement[bool]]:
-    """Disjoint sets whose union is every dossier relevant to ``[s, e)``, each read along an index:
-    received in the period (``received_at`` range); received before it and closed in it, or closed
-    after it, or never closed (``resolved_at`` ranges)."""
-    d = Dossier
-    return [
-        and_(d.received_at >= s, d.received_at < e),
-        and_(d.resolved_at >= s, d.resolved_at < e, d.received_at < s),
-        and_(d.resolved_at >= e, d.received_at < s),
-        and_(d.resolved_at.is_(None), d.received_at < s),
-    ]
-
-
 def _filters(agency_id: str | None, procedure_code: str | None, ward_code: str | None) -> list[ColumnElement[bool]]:
     d = Dossier
     out: list[ColumnElement[bool]] = []
@@ -154,32 +124,20 @@ def _filters(agency_id: str | None, procedure_code: str | None, ward_code: str |
     return out
 
 
-_FIGURES = (
-    "received",
-    "carried_over",
-    "resolved",
-    "early",
-    "late",
-    "closed_other",
-    "pending",
-    "pending_late",
-    "pending_nearly",
-    "online",
-    "full",
-    "online_service",
-)
-
-
-class _Totals:
-    """The sums of the figures over the parts of :func:`_parts`."""
-
-    def __init__(self) -> None:
-        for name in _FIGURES:
-            setattr(self, name, 0)
-
-    def add(self, row: Any) -> None:
-        for name in _FIGURES:
-            setattr(self, name, getattr(self, name) + int(getattr(row, name) or 0))
+@dataclass
+class _Figures:
+    received: int = 0
+    carried_over: int = 0
+    resolved: int = 0
+    early: int = 0
+    late: int = 0
+    closed_other: int = 0
+    pending: int = 0
+    pending_late: int = 0
+    pending_nearly: int = 0
+    online: int = 0
+    full: int = 0
+    online_service: int = 0
 
 
 def _fill(m: Monitor, row: Any) -> Monitor:
@@ -211,6 +169,92 @@ def _fill(m: Monitor, row: Any) -> Monitor:
     return m
 
 
+BREAKDOWNS = {"agency": Dossier.agency_id, "ward": Dossier.ward_code, "procedure": Dossier.procedure_code}
+
+
+def _open_at_end(
+    session: Session,
+    e: datetime,
+    t: datetime,
+    nearly: timedelta,
+    by: str | None,
+    filters: list[ColumnElement[bool]],
+) -> dict[str | None, tuple[int, int]]:
+    """Overdue and nearly-due dossiers among those open at ``e``, at the time ``t``, from raw rows.
+
+    Read along the ``resolved_at`` index: the dossiers never closed, and those closed at or after
+    ``e`` — few when ``e`` is recent (a period still running)."""
+    d = Dossier
+    cols = [
+        _sum(and_(d.due_at.is_not(None), d.due_at < t)).label("late"),
+        _sum(and_(d.due_at.is_not(None), d.due_at >= t, d.due_at < t + nearly)).label("nearly"),
+    ]
+    column = BREAKDOWNS[by] if by else None
+    out: dict[str | None, tuple[int, int]] = {}
+    for part in (d.resolved_at.is_(None), d.resolved_at >= e):
+        where = [part, d.received_at < e, *filters]
+        if column is None:
+            rows: list[Any] = [session.execute(select(literal(None).label("key"), *cols).where(*where)).one()]
+        else:
+            rows = list(session.execute(select(column.label("key"), *cols).where(*where).group_by(column)))
+        for row in rows:
+            late, near = out.get(row.key, (0, 0))
+            out[row.key] = (late + int(row.late or 0), near + int(row.nearly or 0))
+    return out
+
+
+def _monitors(
+    session: Session,
+    start: date,
+    end: date,
+    by: str | None,
+    agency_id: str | None,
+    procedure_code: str | None,
+    ward_code: str | None,
+    now: datetime | None,
+    nearly_late_hours: int,
+) -> dict[str | None, Monitor]:
+    """The monitors of ``[start, end]`` from the roll-ups (see :mod:`.rollups`), per ``by`` or under None.
+
+    Everything but the in-progress split comes from the roll-ups; the split too when the period has
+    ended (it is evaluated at the period's end, a day boundary) and the window is the default 48 h;
+    otherwise from the raw rows of the dossiers open at the period's end."""
+    e = day_bounds(start, end)[1]
+    t = min(e, now or utcnow())
+    dims = {"agency_id": agency_id, "procedure_code": procedure_code, "ward_code": ward_code}
+    before = rollups.sums(session, None, start, by=by, **dims)
+    during = rollups.sums(session, start, end + timedelta(days=1), by=by, **dims)
+    exact = t >= e and nearly_late_hours == 24 * rollups.NEARLY_DAYS
+    raw = {} if exact else _open_at_end(session, e, t, timedelta(hours=nearly_late_hours), by, _filters(**dims))
+    keys: set[str | None] = {None} if by is None else set(before) | set(during)
+    out: dict[str | None, Monitor] = {}
+    for key in keys:
+        b, p = before.get(key) or rollups.Sums(), during.get(key) or rollups.Sums()
+        f = _Figures(
+            received=p.received,
+            carried_over=b.received - b.closed,
+            resolved=p.resolved,
+            early=p.early,
+            late=p.late,
+            closed_other=p.closed_other,
+            online=p.online,
+            full=p.full,
+            online_service=p.online_service,
+        )
+        f.pending = f.carried_over + p.received - p.closed
+        if exact:
+            f.pending_late = b.late_open + p.late_open - b.late_close - p.late_close
+            f.pending_nearly = b.nearly_open + p.nearly_open - b.nearly_close - p.nearly_close - f.pending_late
+        else:
+            f.pending_late, f.pending_nearly = raw.get(key, (0, 0))
+        if by is not None and f.received + f.carried_over == 0:
+            continue  # nothing to handle in the period: not a row of the breakdown
+        m = _fill(Monitor(start, end, t), f)
+        m.key = key
+        out[key] = m
+    return out
+
+
 def dossier_monitor(
     session: Session,
     start: date,
@@ -223,21 +267,11 @@ def dossier_monitor(
     nearly_late_hours: int = NEARLY_LATE_HOURS,
 ) -> Monitor:
     """The monitor of ``[start, end]`` for the filter (see the module docstring for every figure)."""
-    s, e = day_bounds(start, end)
-    t = min(e, now or utcnow())
-    columns = _columns(s, e, t, timedelta(hours=nearly_late_hours))
-    filters = _filters(agency_id, procedure_code, ward_code)
-    totals = _Totals()
-    for part in _parts(s, e):
-        totals.add(session.execute(select(*columns).where(part, *filters)).one())
-    m = _fill(Monitor(start, end, t), totals)
+    m = _monitors(session, start, end, None, agency_id, procedure_code, ward_code, now, nearly_late_hours)[None]
     m.procedures = procedure_shares(
-        session, min(end, t.astimezone(VN).date()), agency_id=agency_id, code=procedure_code
+        session, min(end, m.evaluated_at.astimezone(VN).date()), agency_id=agency_id, code=procedure_code
     )
     return m
-
-
-BREAKDOWNS = {"agency": Dossier.agency_id, "ward": Dossier.ward_code, "procedure": Dossier.procedure_code}
 
 
 def monitor_breakdown(
@@ -254,20 +288,10 @@ def monitor_breakdown(
     limit: int = 200,
 ) -> list[Monitor]:
     """The monitor per agency, ward or procedure (largest to-handle first)."""
-    column = BREAKDOWNS[by]
-    s, e = day_bounds(start, end)
-    t = min(e, now or utcnow())
-    columns = _columns(s, e, t, timedelta(hours=nearly_late_hours))
-    filters = _filters(agency_id, procedure_code, ward_code)
-    groups: dict[str | None, _Totals] = {}
-    for part in _parts(s, e):
-        for row in session.execute(select(column.label("key"), *columns).where(part, *filters).group_by(column)):
-            groups.setdefault(row.key, _Totals()).add(row)
-    out = []
-    for key, totals in groups.items():
-        m = _fill(Monitor(start, end, t), totals)
-        m.key = key
-        out.append(m)
+    if by not in BREAKDOWNS:
+        raise KeyError(by)
+    found = _monitors(session, start, end, by, agency_id, procedure_code, ward_code, now, nearly_late_hours)
+    out = list(found.values())
     out.sort(key=lambda m: (-m.to_handle, m.key or ""))
     return out[:limit]
 
@@ -315,24 +339,9 @@ def procedures_at(session: Session, at: date, level: str | None, limit: int, off
 # MeasureFn: (session, first day, last day — inclusive, ward code or None) -> value or None.
 
 
-def _count(session: Session, *conds: ColumnElement[bool]) -> int:
-    return int(session.scalar(select(func.count()).select_from(Dossier).where(*conds)) or 0)
-
-
-def _in_period(start: date, end: date, ward: str | None) -> list[ColumnElement[bool]]:
-    s, e = day_bounds(start, end)
-    conds: list[ColumnElement[bool]] = [Dossier.received_at >= s, Dossier.received_at < e]
-    if ward:
-        conds.append(Dossier.ward_code == ward)
-    return conds
-
-
-def _closed_in(start: date, end: date, ward: str | None) -> list[ColumnElement[bool]]:
-    s, e = day_bounds(start, end)
-    conds: list[ColumnElement[bool]] = [Dossier.resolved_at >= s, Dossier.resolved_at < e, Dossier.status == "resolved"]
-    if ward:
-        conds.append(Dossier.ward_code == ward)
-    return conds
+def _period_sums(session: Session, start: date, end: date, ward: str | None) -> rollups.Sums:
+    """The roll-up counters of the local days ``[start, end]`` (city-wide or one ward)."""
+    return rollups.sums(session, start, end + timedelta(days=1), ward_code=ward).get(None) or rollups.Sums()
 
 
 def _catalogue_day(end: date) -> date:
@@ -358,25 +367,25 @@ def m_procedures_full(session: Session, start: date, end: date, ward: str | None
 
 
 def m_dossiers_received(session: Session, start: date, end: date, ward: str | None) -> float | None:
-    return float(_count(session, *_in_period(start, end, ward)))
+    return float(_period_sums(session, start, end, ward).received)
 
 
 def m_dossiers_online_service(session: Session, start: date, end: date, ward: str | None) -> float | None:
-    conds = [*_in_period(start, end, ward), Dossier.channel == "online", Dossier.service_level.in_(("partial", "full"))]
-    return float(_count(session, *conds))
+    return float(_period_sums(session, start, end, ward).online_service)
 
 
 def m_dossiers_full(session: Session, start: date, end: date, ward: str | None) -> float | None:
-    return float(_count(session, *_in_period(start, end, ward), Dossier.service_level == "full"))
+    return float(_period_sums(session, start, end, ward).full)
 
 
 def m_dossiers_resolved(session: Session, start: date, end: date, ward: str | None) -> float | None:
-    return float(_count(session, *_closed_in(start, end, ward)))
+    return float(_period_sums(session, start, end, ward).resolved)
 
 
 def m_dossiers_resolved_on_time(session: Session, start: date, end: date, ward: str | None) -> float | None:
-    on_time = or_(Dossier.due_at.is_(None), Dossier.resolved_at <= Dossier.due_at)
-    return float(_count(session, *_closed_in(start, end, ward), on_time))
+    """Resolved in the period by the due time (or without one): resolved − resolved late."""
+    sums = _period_sums(session, start, end, ward)
+    return float(sums.resolved - sums.late)
 
 
 MEASURES = {

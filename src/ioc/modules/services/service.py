@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from ioc.core import audit
 from ioc.core.auth import Principal
 from ioc.core.problems import Problem
+from ioc.core.tabular import Row, read_table
 
 from .models import ImportBatch
 from .records import (
@@ -24,7 +25,6 @@ from .records import (
     upsert,
 )
 from .schemas import ImportResult
-from .tabular import Row, read_table
 
 KINDS = ("dossiers", "procedures")
 

@@ -1,11 +1,16 @@
-"""Reading CSV and XLSX uploads into rows keyed by column name, with their line numbers."""
+"""Reading CSV and XLSX uploads into rows keyed by column name, with their line numbers.
+
+Every import of the modules reads its file here, so a person fixing a file sees the same
+errors everywhere: RFC 7807 problems whose ``errors`` name the line (as a spreadsheet program
+numbers it: the header is line 1) and the column at fault. Templates to fill are made here too.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -16,19 +21,28 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from ioc.core.problems import Problem
 
+#: At most this many data rows per file (413 beyond).
 MAX_ROWS = 200_000
+#: One data row: (line in the file, {column: value}); columns are lower-case, spaces as ``_``.
 Row = tuple[int, dict[str, Any]]
 
 
-def _header(cells: Sequence[Any]) -> list[str]:
+def bad_file(message: str, line: int | None = None, column: str = "") -> Problem:
+    """A 422 problem about the file itself (code ``bad-file``), naming the line when known."""
+    errors = [{"line": line, "column": column, "message": message}] if line is not None else []
+    where = f"Dòng {line}: " if line is not None else ""
+    return Problem(422, where + message, code="bad-file", errors=errors)
+
+
+def _header(cells: Iterable[Any]) -> list[str]:
     names = [str(c).strip().lower().replace(" ", "_") if c is not None else "" for c in cells]
     seen: set[str] = set()
     for name in names:
         if name and name in seen:
-            raise Problem(422, f"Cột '{name}' lặp lại ở dòng tiêu đề (duplicate column).", code="bad-file")
+            raise bad_file(f"cột '{name}' lặp lại ở dòng tiêu đề (duplicate column).", 1, name)
         seen.add(name)
     if not any(names):
-        raise Problem(422, "Tệp không có dòng tiêu đề (no header row).", code="bad-file")
+        raise bad_file("Tệp không có dòng tiêu đề (no header row).")
     return names
 
 
@@ -36,21 +50,39 @@ def _empty(values: Sequence[Any]) -> bool:
     return all(v is None or (isinstance(v, str) and not v.strip()) for v in values)
 
 
+def _record(header: list[str], values: Sequence[Any], line: int) -> dict[str, Any]:
+    """The row as {column: value}; a cell without a column name (beyond the header, or under an
+    empty header cell) must be empty, or its value would be lost silently."""
+    names = [*header, *[""] * (len(values) - len(header))]
+    if not _empty([v for h, v in zip(names, values, strict=False) if not h]):
+        raise bad_file("có ô ngoài các cột có tiêu đề (a cell outside the named columns).", line)
+    return {h: v for h, v in zip(header, values, strict=False) if h}
+
+
 def read_table(filename: str, content: bytes) -> list[Row]:
-    """Rows of a CSV (UTF-8) or XLSX file: ``(line in the file, {column: value})``, blank lines skipped."""
+    """Rows of a CSV (UTF-8, ``,`` ``;`` or tab separated) or XLSX (first sheet) file, blank lines skipped.
+
+    Raises :class:`Problem`: 415 for another kind of file, 422 (``bad-file``, with the line)
+    for an unreadable one, 413 beyond :data:`MAX_ROWS` rows.
+    """
     name = filename.lower()
     if name.endswith(".xlsx") or content[:2] == b"PK":
         return _read_xlsx(content)
-    if name.endswith(".csv") or name.endswith(".txt") or not name:
+    if name.endswith((".csv", ".txt")) or not name:
         return _read_csv(content)
     raise Problem(415, "Chỉ nhận tệp CSV hoặc XLSX (only CSV or XLSX files).", code="unsupported-file")
+
+
+def _too_many() -> Problem:
+    return Problem(413, f"Tệp quá {MAX_ROWS} dòng (too many rows).", code="too-many-rows")
 
 
 def _read_csv(content: bytes) -> list[Row]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Problem(422, f"Tệp CSV không phải UTF-8 (byte {exc.start}).", code="bad-file") from exc
+        line = content[: exc.start].count(b"\n") + 1
+        raise bad_file(f"tệp CSV không phải UTF-8 (not UTF-8 at byte {exc.start}).", line) from exc
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -59,24 +91,17 @@ def _read_csv(content: bytes) -> list[Row]:
     rows: list[Row] = []
     try:
         header = _header(next(reader, []))
+        end = reader.line_num
         for record in reader:
-            line = reader.line_num
+            # A record starts on the line after the previous one ended (a quoted cell may span lines).
+            line, end = end + 1, reader.line_num
             if _empty(record):
                 continue
             if len(rows) >= MAX_ROWS:
-                raise Problem(413, f"Tệp quá {MAX_ROWS} dòng (too many rows).", code="too-many-rows")
-            if len(record) > len(header):
-                extra = record[len(header) :]
-                if not _empty(extra):
-                    raise Problem(
-                        422,
-                        f"Dòng {line} có nhiều ô hơn tiêu đề (more cells than header columns).",
-                        code="bad-file",
-                        errors=[{"line": line, "column": "", "message": "more cells than header columns"}],
-                    )
-            rows.append((line, {h: v for h, v in zip(header, record, strict=False) if h}))
+                raise _too_many()
+            rows.append((line, _record(header, record, line)))
     except csv.Error as exc:
-        raise Problem(422, f"CSV không đọc được: {exc}", code="bad-file") from exc
+        raise bad_file(f"CSV không đọc được (unreadable CSV): {exc}", reader.line_num) from exc
     return rows
 
 
@@ -84,25 +109,26 @@ def _read_xlsx(content: bytes) -> list[Row]:
     try:
         book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise Problem(422, "Tệp XLSX không đọc được (not a readable XLSX file).", code="bad-file") from exc
+        raise bad_file("Tệp XLSX không đọc được (not a readable XLSX file).") from exc
     try:
-        sheet = book.worksheets[0]
-        iterator = sheet.iter_rows(values_only=True)
-        header = _header(list(next(iterator, ())))
+        if not book.worksheets:
+            raise bad_file("Tệp XLSX không có trang tính (no worksheet).")
+        iterator = book.worksheets[0].iter_rows(values_only=True)
+        header = _header(next(iterator, ()))
         rows: list[Row] = []
-        for offset, values in enumerate(iterator, start=2):
+        for line, values in enumerate(iterator, start=2):
             if _empty(values):
                 continue
             if len(rows) >= MAX_ROWS:
-                raise Problem(413, f"Tệp quá {MAX_ROWS} dòng (too many rows).", code="too-many-rows")
-            record = {h: _cell(v) for h, v in zip(header, values, strict=False) if h}
-            rows.append((offset, record))
+                raise _too_many()
+            rows.append((line, {h: _cell(v) for h, v in _record(header, values, line).items()}))
         return rows
     finally:
         book.close()
 
 
 def _cell(value: Any) -> Any:
+    """A cell's value: dates as they are, whole floats (how XLSX stores integers) as ints."""
     if isinstance(value, datetime | date):
         return value
     if isinstance(value, float) and value.is_integer():
