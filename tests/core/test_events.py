@@ -131,7 +131,7 @@ def test_wrong_payload_raises_and_writes_nothing(db: Database) -> None:
         with pytest.raises(ValidationError):
             publish(s, THING, {"label": "n is missing"})
         with pytest.raises(ValidationError):
-            publish(s, THING, Stamp(at=datetime.now(UTC), tags=[]))  # a model of another topic
+            publish(s, THING, Stamp(at=datetime.now(UTC), tags=[]))  # type: ignore[misc]  # a model of another topic
         assert s.scalar(select(func.count()).select_from(OutboxEvent)) == 0
     assert outbox(db) == []
 
@@ -250,6 +250,26 @@ def test_listener_sees_only_events_after_it_subscribed(db: Database, bus: EventB
     emit(db, THING, 3)
     bus.poll_once()
     assert got == [3]
+
+
+def test_listener_added_during_a_batch_gets_every_event_above_its_position(db: Database, bus: EventBus) -> None:
+    late: list[int] = []
+    subs: list[Any] = []
+
+    def first(ev: Event) -> None:
+        if not subs:  # subscribe in the middle of a batch being delivered
+            subs.append(bus.listen("*", lambda e: late.append(e.id)))
+
+    bus.listen("*", first)
+    emit(db, THING, 1, 2, 3)
+    bus.poll_once()
+    emit(db, THING, 4, 5)
+    bus.poll_once()
+    ids = [e.id for e in outbox(db)]
+    position = subs[0].position
+    assert position in ids
+    assert late == [i for i in ids if i > position]
+    assert late[-2:] == ids[-2:]
 
 
 def latest_event_id_of(db: Database) -> int:

@@ -201,7 +201,13 @@ def test_served_alarm_reaches_the_broker(
     subscriber: Subscriber,
 ) -> None:
     """A real ``ioc serve`` with IOC_MQTT__URL: an alarm raised through the API is on the broker."""
-    server = start_server(IOC_MQTT__URL=mqtt_url, IOC_MQTT__TOPIC_PREFIX=prefix)
+    env = {"IOC_MQTT__URL": mqtt_url, "IOC_MQTT__TOPIC_PREFIX": prefix, "IOC_MODULES": "[]"}  # the core only
+    try:
+        server = start_server(**env)
+    except RuntimeError as exc:  # the free port picked was taken before the server bound it: once more
+        if "address already in use" not in str(exc):
+            raise
+        server = start_server(**env)
     admin = make_user("admin")
     with httpx.Client(base_url=server.url, timeout=15) as http:
         token = http.post("/api/v1/auth/token", data={"username": admin.username, "password": PASSWORD})

@@ -5,8 +5,9 @@
 * A client that reconnects with ``Last-Event-ID`` (browsers do it by themselves) first gets
   what it missed, replayed from the outbox, then the live events; nothing is lost or repeated
   between the two because the stream subscribes before it replays and skips ids it has sent.
-  A fresh stream starts by sending the current position as its id, so even a client that has
-  received nothing yet resumes from the right place.
+  A fresh stream starts with the events committed after it connected, and first sends the
+  current position as its id, so even a client that has received nothing yet resumes from the
+  right place.
 * A client too slow to keep up is disconnected rather than silently losing live events: it
   reconnects with its ``Last-Event-ID`` and the replay fills the gap.
 * Events carrying a ward or an agency go only to callers whose remit covers them. The caller
@@ -41,9 +42,9 @@ QUEUE_LIMIT = 10_000
 def authorise(request: Request) -> Principal:
     """The caller, who must hold ``events:read`` (401/403 otherwise).
 
-    Unlike the shared ``Requires`` dependency this does not keep a request-scoped database
-    session: for a stream that would hold a pooled connection (and on PostgreSQL an open
-    transaction) for as long as the client stays connected.
+    It uses a database session of its own, closed at once (a stream must not hold a pooled
+    connection, or on PostgreSQL an open transaction, while the client stays connected), and
+    is the same check that every heartbeat repeats.
     """
     with get_database(request).session() as session:
         principal = optional_principal(request, session)
@@ -92,22 +93,21 @@ async def stream(
         if _visible(principal, ev):
             loop.call_soon_threadsafe(offer, ev)
 
-    subscription = await asyncio.to_thread(bus.listen, patterns, on_event)
-
     async def body() -> AsyncIterator[str]:
+        # Subscribed inside the generator, so the ``finally`` below always unsubscribes; and before
+        # anything is sent, so a client that has read "connected" misses nothing from then on.
+        subscription = await asyncio.to_thread(bus.listen, patterns, on_event)
         try:
             yield f"retry: 3000\n: connected as {principal.name}\n\n"
-            start = subscription.position if resume is None else resume
-            last_sent = start
-            if resume is None:
-                yield f"id: {start}\n\n"  # sets the client's Last-Event-ID without an event
+            latest = await asyncio.to_thread(_latest, bus)
+            if resume is None or resume > latest:
+                # A fresh stream (or an id from another database: restored, reset) starts now. What
+                # commits from here on has a higher id, and comes through the queue.
+                last_sent = latest
+                yield f"id: {latest}\n\n"  # sets the client's Last-Event-ID without an event
             else:
                 # Replay from the outbox up to where the live queue takes over (and a bit past it).
-                cursor = start
-                latest = await asyncio.to_thread(_latest, bus)
-                if cursor > latest:  # an id from another database (restored, reset): start afresh
-                    cursor = last_sent = subscription.position
-                    yield f"id: {cursor}\n\n"
+                last_sent = cursor = resume
                 while True:
                     page = await asyncio.to_thread(_replay, bus, cursor)
                     for ev in page:

@@ -56,6 +56,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.expression import ColumnClause
 
@@ -191,9 +192,14 @@ def _order_on_commit(conn: Connection) -> None:
     if not pending or conn.dialect.name != "postgresql":
         return
     xid, provisional = pending
-    if conn.execute(text("SELECT pg_current_xact_id()::text")).scalar() != xid:
+    # One round trip: wait for the publish lock, and notify the dispatchers (sent at COMMIT; a
+    # constant payload, so PostgreSQL folds a transaction's notifications into one).
+    current = conn.execute(
+        text("SELECT pg_current_xact_id()::text, pg_advisory_xact_lock(:k), pg_notify(:c, '')"),
+        {"k": _PUBLISH_LOCK_KEY, "c": NOTIFY_CHANNEL},
+    ).scalar()
+    if current != xid:
         return  # stale: that transaction ended without passing through here
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PUBLISH_LOCK_KEY})
     # Rows published inside a savepoint that was rolled back are gone: renumber the survivors.
     live = sorted(conn.execute(select(OutboxEvent.id).where(OutboxEvent.id.in_(provisional))).scalars())
     if not live:
@@ -209,8 +215,6 @@ def _order_on_commit(conn: Connection) -> None:
         update(OutboxEvent).where(OutboxEvent.id == bindparam("old_id")).values(id=bindparam("new_id")),
         [{"old_id": old, "new_id": new} for old, new in zip(live, fresh, strict=True)],
     )
-    # A constant payload: PostgreSQL folds a transaction's identical notifications into one.
-    conn.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
 
 
 def _forget_pending(conn: Connection) -> None:
@@ -267,8 +271,8 @@ class Subscription:
     """A listener's registration: call it (or :meth:`close`) to unsubscribe.
 
     ``position`` is the id of the last event this process had dispatched when the listener
-    was added: it will receive every event committed after that point, so an SSE stream
-    that replays from the outbox up to ``position`` misses nothing and needs no overlap.
+    was added: the listener receives every event with a higher id, so a reader that replays
+    the outbox up to ``position`` and then follows the listener misses nothing.
     """
 
     def __init__(self, bus: EventBus, entry: _Listener, position: int) -> None:
@@ -328,6 +332,7 @@ class EventBus:
         self._lock = threading.Lock()  # guards _listeners, _consumers, _last_id
         self._dispatch_lock = threading.Lock()  # one listener dispatch at a time
         self._consume_lock = threading.Lock()  # one consumer round at a time
+        self._lifecycle = threading.Lock()  # start() and stop()
         self._dispatch_wake = threading.Event()
         self._consume_wake = threading.Event()
         self._stop = threading.Event()
@@ -354,8 +359,8 @@ class EventBus:
                 if self._last_id is None:
                     self._last_id = latest
         with self._lock:
-            # Registered and positioned together: the dispatcher moves _last_id under this lock
-            # only after a batch, so every event above ``position`` reaches this listener.
+            # Registered and positioned together, under the lock the dispatcher takes its snapshot
+            # of the listeners and claims a batch with: every event above ``position`` reaches it.
             self._listeners.append(entry)
             position = self._last_id
         assert position is not None
@@ -395,8 +400,11 @@ class EventBus:
             running = bool(self._threads)
         if running:
             # Anchor "latest" now, not at the consumer thread's next round.
-            with self.db.session() as s:
-                self._ensure_cursor(s, consumer)
+            try:
+                with self.db.session() as s:
+                    self._ensure_cursor(s, consumer)
+            except SQLAlchemyError:
+                log.warning("event bus: cursor of %s not created yet; will retry", name, exc_info=True)
             self._consume_wake.set()
 
     # -- running -----------------------------------------------------------
@@ -410,17 +418,25 @@ class EventBus:
         Durable consumers registered so far get their cursors now, so ``start="latest"`` means
         "from this start on" even for an event published before the first consumer round.
         """
+        with self._lifecycle:
+            if not self._threads:
+                self._start()
+
+    def _start(self) -> None:
         with self._lock:
-            if self._threads:
-                return
             consumers = list(self._consumers.values())
-        with self.db.session() as s:
-            latest = latest_event_id(s)
-            for consumer in consumers:
-                self._ensure_cursor(s, consumer)
-        with self._lock:
-            if self._last_id is None:
-                self._last_id = latest
+        try:
+            with self.db.session() as s:
+                latest = latest_event_id(s)
+                for consumer in consumers:
+                    self._ensure_cursor(s, consumer)
+            with self._lock:
+                if self._last_id is None:
+                    self._last_id = latest
+        except SQLAlchemyError:
+            # Database not reachable or not migrated yet: /readyz says so, and the threads retry
+            # (then a "latest" consumer starts from the first round that reaches the database).
+            log.warning("event bus: outbox not readable yet; will retry", exc_info=True)
         self._stop.clear()
         event.listen(self.db.sessions, "after_commit", self._after_commit)
         if self.db.dialect == "postgresql":
@@ -442,6 +458,10 @@ class EventBus:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads, waiting up to ``timeout`` seconds for a round in progress to end."""
+        with self._lifecycle:
+            self._stop_threads(timeout)
+
+    def _stop_threads(self, timeout: float) -> None:
         self._stop.set()
         self.wake()
         deadline = time.monotonic() + timeout
@@ -505,7 +525,10 @@ class EventBus:
                 if not batch:
                     break
                 with self._lock:
+                    # The batch is claimed together with the snapshot: a listener added while it is
+                    # being delivered gets a position after it, so it misses nothing above that.
                     listeners = list(self._listeners)
+                    self._last_id = batch[-1].id
                 for ev in batch:
                     for entry in listeners:
                         if entry.active and matches(entry.patterns, ev.topic):
@@ -513,8 +536,6 @@ class EventBus:
                                 entry.fn(ev)
                             except Exception:
                                 log.exception("listener %r failed on event %s", entry.fn, ev.id)
-                with self._lock:
-                    self._last_id = batch[-1].id
                 delivered += len(batch)
                 self.stats.delivered += len(batch)
                 if len(batch) < self.BATCH:
@@ -726,7 +747,7 @@ class _PgNotifier:
                     self.listening.set()
                     self.on_notify()  # whatever was notified while not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                        for _ in conn.notifies(timeout=0.25, stop_after=1):
                             self.on_notify()
             except Exception:
                 log.warning("LISTEN connection lost; retrying in 2 s", exc_info=True)
