@@ -194,9 +194,20 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """An ``ioc serve`` process on a free port."""
+    """An ``ioc serve`` process on a free port (a new port is tried if another process took it)."""
+
+    READY_SECONDS = 60
 
     def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+        for attempt in range(3):
+            try:
+                self._start(env, workers)
+                return
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc).lower() or attempt == 2:
+                    raise
+
+    def _start(self, env: dict[str, str], workers: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(env["IOC_VAR_DIR"]) / f"server-{self.port}.log"
@@ -208,9 +219,10 @@ class LiveServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.READY_SECONDS
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._log_file.close()
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
