@@ -1,14 +1,19 @@
-"""The database layer: UTC times, WAL, and transactions that behave the same on SQLite and PostgreSQL."""
+"""The database layer: UTC times, WAL, transactions that behave the same on SQLite and PostgreSQL,
+and SQLite writers of one process queueing on a lock rather than in SQLite's busy handler."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Integer, String, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ioc.core.auth import Agency
-from ioc.core.db import Database, utcnow
+from ioc.core.db import Database, SerialisedWriterConnection, _is_write, sqlite_write_lock, utcnow
 
 
 def test_times_come_back_aware_in_utc(db: Database) -> None:
@@ -52,3 +57,156 @@ def test_sqlite_runs_in_wal_mode(db: Database) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+# --------------------------------------------------------------------------- SQLite writers
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class Row(_Base):
+    __tablename__ = "rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    _Base.metadata.create_all(db.engine)
+    return db
+
+
+def _lock(db: Database) -> threading.Lock:
+    assert db.engine.url.database
+    return sqlite_write_lock(db.engine.url.database)
+
+
+def test_sqlite_connections_serialise_writers(sqlite_db: Database) -> None:
+    with sqlite_db.engine.connect() as conn:
+        assert isinstance(conn.connection.dbapi_connection, SerialisedWriterConnection)
+    memory = Database("sqlite://")
+    with memory.engine.connect() as conn:
+        assert not isinstance(conn.connection.dbapi_connection, SerialisedWriterConnection)
+
+
+def test_writes_are_told_from_reads() -> None:
+    for sql in ("INSERT INTO t VALUES (1)", "  update t set a=1", "DELETE FROM t", "REPLACE INTO t VALUES (1)"):
+        assert _is_write(sql)
+    for sql in ("CREATE TABLE t (a)", "DROP TABLE t", "ALTER TABLE t ADD b", "BEGIN IMMEDIATE", "begin exclusive"):
+        assert _is_write(sql)
+    for sql in ("SELECT 1", "PRAGMA journal_mode", "BEGIN", "SAVEPOINT sa_1", "RELEASE SAVEPOINT sa_1"):
+        assert not _is_write(sql)
+
+
+def test_concurrent_writers_from_threads_all_commit(sqlite_db: Database) -> None:
+    threads, per_thread = 12, 25
+    errors: list[BaseException] = []
+    inside = 0
+    most_inside = 0
+    guard = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def writer(n: int) -> None:
+        nonlocal inside, most_inside
+        try:
+            start.wait()
+            for i in range(per_thread):
+                with sqlite_db.session() as s:
+                    s.scalar(select(func.count()).select_from(Row))  # a read before the first write
+                    s.add(Row(thread=n, name=f"{n}-{i}-a"))
+                    s.flush()
+                    with guard:
+                        inside += 1
+                        most_inside = max(most_inside, inside)
+                    # Work between the first write and the commit: others must wait, not fail.
+                    s.scalar(select(func.max(Row.id)))
+                    s.add(Row(thread=n, name=f"{n}-{i}-b"))
+                    s.flush()
+                    with guard:
+                        inside -= 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []  # no 'database is locked' escapes
+    with sqlite_db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Row)) == threads * per_thread * 2
+        per = {int(t): int(c) for t, c in s.execute(select(Row.thread, func.count()).group_by(Row.thread))}
+    assert per == dict.fromkeys(range(threads), per_thread * 2)
+    assert most_inside == 1  # one write transaction at a time
+    assert not _lock(sqlite_db).locked()
+
+
+def test_lock_is_held_from_first_write_to_commit(sqlite_db: Database) -> None:
+    lock = _lock(sqlite_db)
+    with sqlite_db.session() as s:
+        s.scalar(select(func.count()).select_from(Row))
+        assert not lock.locked()  # reads do not take it
+        s.add(Row(thread=0, name="x"))
+        s.flush()
+        assert lock.locked()
+    assert not lock.locked()
+
+
+def test_lock_is_given_back_on_rollback_and_failed_writes(sqlite_db: Database) -> None:
+    lock = _lock(sqlite_db)
+    with pytest.raises(RuntimeError), sqlite_db.session() as s:
+        s.add(Row(thread=0, name="y"))
+        s.flush()
+        assert lock.locked()
+        raise RuntimeError("boom")
+    assert not lock.locked()
+
+    with sqlite_db.session() as s:
+        s.add(Row(thread=0, name="dup"))
+    with pytest.raises(IntegrityError), sqlite_db.session() as s:
+        s.add(Row(thread=0, name="dup"))
+        s.flush()
+    assert not lock.locked()
+
+    with pytest.raises(OperationalError), sqlite_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO no_such_table VALUES (1)"))
+    assert not lock.locked()
+
+
+def test_autocommit_writes_release_at_once(sqlite_db: Database) -> None:
+    lock = _lock(sqlite_db)
+    with sqlite_db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("INSERT INTO rows (thread, name) VALUES (0, 'auto')"))
+        assert not lock.locked()
+    with sqlite_db.session() as s:
+        assert s.scalar(select(Row.name).where(Row.name == "auto")) == "auto"
+
+
+def test_two_databases_on_one_file_share_the_lock(sqlite_db: Database) -> None:
+    assert sqlite_db.engine.url.database
+    other = Database(f"sqlite:///{sqlite_db.engine.url.database}")
+    try:
+        with sqlite_db.session() as s:
+            s.add(Row(thread=0, name="first"))
+            s.flush()
+            done = threading.Event()
+
+            def write_other() -> None:
+                with other.session() as s2:
+                    s2.add(Row(thread=1, name="second"))
+                done.set()
+
+            t = threading.Thread(target=write_other)
+            t.start()
+            assert not done.wait(0.2)  # queued on the lock while the first transaction is open
+        t.join()
+        assert done.is_set()
+        with other.session() as s2:
+            assert s2.scalar(select(func.count()).select_from(Row)) == 2
+    finally:
+        other.dispose()

@@ -6,7 +6,10 @@ as UTC and always come back timezone-aware, on both databases.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +65,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: How long a SQLite writer waits for the database (SQLite's busy timeout, and this process's write lock).
+SQLITE_BUSY_TIMEOUT_S = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # The sqlite3 driver begins a transaction only at the first write, so reads before it see the
     # newest committed data and a read-then-write transaction never fails on a stale WAL snapshot
@@ -71,8 +78,116 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cursor.close()
+
+
+# --------------------------------------------------------------------------- SQLite writers
+#
+# SQLite lets one connection write at a time. A connection that finds the database locked
+# sleeps in SQLite's busy handler, in steps of up to 100 ms, and retries: with a dozen threads
+# writing, most of them sleep while the database is free. Writers of this process therefore
+# queue on a lock of their own, taken just before a transaction's first write (where SQLite
+# takes its write lock) and given back when that transaction commits or rolls back: the next
+# one starts the moment the database is free. Reads never take it (WAL: readers do not block).
+# Other processes on the same file still meet in SQLite's busy handler.
+
+_WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def sqlite_write_lock(database: str) -> threading.Lock:
+    """The lock this process's writers of the SQLite file ``database`` queue on."""
+    key = database if database.startswith("file:") else os.path.abspath(database)
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.Lock())
+
+
+def _is_write(sql: str) -> bool:
+    """Whether ``sql`` takes SQLite's write lock: DML, DDL, or a ``BEGIN IMMEDIATE|EXCLUSIVE``."""
+    head = sql.lstrip()[:16].upper()
+    return head.startswith(_WRITE_PREFIXES) or head.startswith(("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"))
+
+
+class _SerialisedWriterCursor(sqlite3.Cursor):
+    """Takes the connection's write lock before the first write of a transaction."""
+
+    connection: SerialisedWriterConnection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _SerialisedWriterCursor:
+        conn = self.connection
+        if not conn.holds_write_lock and _is_write(sql):
+            conn.take_write_lock()
+        try:
+            super().execute(sql, parameters)
+        finally:
+            conn.release_if_idle()
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> _SerialisedWriterCursor:
+        conn = self.connection
+        if not conn.holds_write_lock and _is_write(sql):
+            conn.take_write_lock()
+        try:
+            super().executemany(sql, seq_of_parameters)
+        finally:
+            conn.release_if_idle()
+        return self
+
+
+class SerialisedWriterConnection(sqlite3.Connection):
+    """A sqlite3 connection whose write transactions queue on this process's lock for its file.
+
+    The lock is held from the first write (``INSERT``/``UPDATE``/``DELETE``/``REPLACE`` or DDL)
+    until no transaction is open any more: ``commit()``, ``rollback()``, ``close()``, or at once in
+    autocommit mode, on whichever thread ends the transaction. A writer that cannot get the lock
+    within the busy timeout (a thread writing through a second connection while its first one
+    holds it) goes on without it and meets SQLite's own busy handling, as it would without a lock.
+    """
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.write_lock = sqlite_write_lock(str(database))
+        self.holds_write_lock = False
+
+    def cursor(self, factory: Any = _SerialisedWriterCursor) -> Any:
+        return super().cursor(factory)
+
+    def take_write_lock(self) -> None:
+        self.holds_write_lock = self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S)
+
+    def release_if_idle(self) -> None:
+        """Give the lock back once no transaction is open."""
+        if self.holds_write_lock and not self.in_transaction:
+            self._release()
+
+    def _release(self) -> None:
+        if self.holds_write_lock:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_if_idle()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_if_idle()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def __del__(self) -> None:  # a connection dropped without close() must not keep the lock
+        if getattr(self, "holds_write_lock", False):
+            self._release()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -81,7 +196,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs)
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        if parsed.database and parsed.database != ":memory:" and parsed.query.get("mode") != "memory":
+            connect_args["factory"] = SerialisedWriterConnection
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

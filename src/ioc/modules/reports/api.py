@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ioc.core.admin_units import VN_TZ
-from ioc.core.auth import OptionalPrincipal, Principal, Requires
+from ioc.core.auth import OptionalPrincipal, Principal, Requires, optional_principal
 from ioc.core.db import DbSession
 from ioc.core.i18n import negotiate_language
 from ioc.core.problems import Problem
@@ -105,6 +105,13 @@ async def read_submission(request: Request, max_photos: int) -> tuple[dict[str, 
     )
 
 
+def carries_credentials(request: Request) -> bool:
+    """Whether the request holds anything :func:`~ioc.core.auth.optional_principal` would read: a bearer
+    token or API key, or a browser session. Without any, the caller is anonymous (no database needed)."""
+    headers = request.headers
+    return "authorization" in headers or "x-api-key" in headers or bool(request.scope.get("session"))
+
+
 def client_of(request: Request) -> str:
     return request.client.host if request.client else "?"
 
@@ -122,14 +129,16 @@ def build_router(rt: Runtime) -> APIRouter:
     """The module's JSON routes, bound to this app's runtime."""
     router = APIRouter(tags=["reports"])
 
+    def principal_in_thread(request: Request) -> Principal | None:
+        with rt.db.session() as session:
+            return optional_principal(request, session)
+
     def create_in_thread(
         data: ReportCreate, photos: list[bytes], principal: Principal | None, client: str, source: str
     ) -> CreatedReport:
-        with rt.db.session() as session:
-            _, created = service.create_report(
-                session, rt, data, photos=photos, principal=principal, client=client, source=source
-            )
-            return created
+        checked = service.check_report(rt, data, photos=photos, principal=principal, client=client, source=source)
+        # Submissions arriving together are written in one transaction (group commit).
+        return rt.intake.submit(checked)
 
     # ------------------------------------------------------------------ public
 
@@ -153,8 +162,12 @@ def build_router(rt: Runtime) -> APIRouter:
         ]
 
     @router.post(PREFIX, status_code=201, response_model=CreatedReport)
-    async def create(request: Request, principal: OptionalPrincipal) -> CreatedReport:
-        """Submit a report: JSON, or multipart/form-data with up to 5 ``photos``. Anonymous allowed."""
+    async def create(request: Request) -> CreatedReport:
+        """Submit a report: JSON, or multipart/form-data with up to 5 ``photos``. Anonymous allowed;
+        a bearer token, API key or browser session identifies the caller (``OptionalPrincipal``)."""
+        # The caller as OptionalPrincipal gives it, first (bad credentials answer 401 before the body
+        # is read); but an anonymous citizen costs no database session and no extra thread hop.
+        principal = await run_in_threadpool(principal_in_thread, request) if carries_credentials(request) else None
         fields, photos = await read_submission(request, rt.settings.max_photos)
         data = parse_create(fields)
         source = "staff" if principal is not None and principal.kind == "user" else "app" if principal else "web"

@@ -6,6 +6,7 @@ refused action raises :class:`~ioc.core.problems.Problem` before anything is wri
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from ioc.core import alarms, audit
@@ -27,6 +28,7 @@ from ioc.core.problems import Problem
 from ioc.core.text import fold
 
 from . import catalog, privacy
+from .batching import GroupCommit
 from .calendar import WorkingCalendar
 from .models import Report, Reporter, ReportPhoto, ReportUpdate
 from .schemas import (
@@ -73,6 +75,8 @@ class Runtime:
     secret: str
     calendar: WorkingCalendar = field(init=False)
     limiter: privacy.RateLimiter = field(init=False)
+    #: Citizens' submissions through the API, written by group commit (see :mod:`.batching`).
+    intake: GroupCommit[CheckedReport, CreatedReport] = field(init=False)
     last_escalation: float = 0.0
 
     def __post_init__(self) -> None:
@@ -82,6 +86,9 @@ class Runtime:
             extra_days_off=self.settings.extra_days_off,
         )
         self.limiter = privacy.RateLimiter(self.settings.rate_limit_per_hour)
+        self.intake = GroupCommit(
+            self.db, lambda session, batch: [created for _, created in store_reports(session, self, batch)]
+        )
 
     def may_see_identity(self, principal: Principal | None) -> bool:
         if principal is None or principal.kind != "user":
@@ -384,6 +391,27 @@ def _actor(principal: Principal | None) -> str:
 # --------------------------------------------------------------------------- duplicates
 
 
+@functools.cache
+def _nearby_statement(
+    exclude: bool, public_only: bool, rows: int
+) -> Select[int, str, str, str, float | None, float | None, datetime]:
+    """The duplicate lookup, built once per shape (a new statement per call costs more than the query)."""
+    stmt = select(
+        Report.id, Report.category, Report.status, Report.description, Report.lat, Report.lon, Report.created_at
+    ).where(
+        Report.category == bindparam("category"),
+        Report.status.in_(OPEN_VALUES),
+        Report.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
+        Report.lon.between(bindparam("lon_lo"), bindparam("lon_hi")),
+    )
+    if exclude:
+        stmt = stmt.where(Report.id != bindparam("exclude"))
+    if public_only:
+        stmt = stmt.where(publicly_visible())
+    # Newest first, bounded: a hot spot with hundreds of open reports must not slow every submission.
+    return stmt.order_by(Report.id.desc()).limit(rows)
+
+
 def nearby(
     session: Session,
     category: str,
@@ -398,23 +426,18 @@ def nearby(
     """Open reports of ``category`` within ``radius_m`` of the point, nearest first."""
     dlat = radius_m / 111_320.0
     dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 0.01))
-    stmt = select(
-        Report.id, Report.category, Report.status, Report.description, Report.lat, Report.lon, Report.created_at
-    ).where(
-        Report.category == category,
-        Report.status.in_(OPEN_VALUES),
-        Report.lat.between(lat - dlat, lat + dlat),
-        Report.lon.between(lon - dlon, lon + dlon),
-    )
+    params: dict[str, Any] = {
+        "category": category,
+        "lat_lo": lat - dlat,
+        "lat_hi": lat + dlat,
+        "lon_lo": lon - dlon,
+        "lon_hi": lon + dlon,
+    }
     if exclude is not None:
-        stmt = stmt.where(Report.id != exclude)
-    if public_only:
-        stmt = stmt.where(publicly_visible())
+        params["exclude"] = exclude
+    stmt = _nearby_statement(exclude is not None, public_only, max(limit * 5, 50))
     found: list[Duplicate] = []
-    # Newest first, bounded: a hot spot with hundreds of open reports must not slow every submission.
-    for rid, cat, status, text, r_lat, r_lon, created in session.execute(
-        stmt.order_by(Report.id.desc()).limit(max(limit * 5, 50))
-    ):
+    for rid, cat, status, text, r_lat, r_lon, created in session.execute(stmt, params):
         if r_lat is None or r_lon is None:
             continue
         distance = haversine_m(lat, lon, r_lat, r_lon)
@@ -437,6 +460,19 @@ def nearby(
 # --------------------------------------------------------------------------- create
 
 
+@dataclass(frozen=True)
+class CheckedReport:
+    """A submission that passed every check (:func:`check_report`): ready to store, nothing written yet."""
+
+    data: ReportCreate
+    category: catalog.Category
+    ward_code: str
+    photos: list[privacy.CleanPhoto]
+    principal: Principal | None
+    client: str
+    source: str
+
+
 def create_report(
     session: Session,
     rt: Runtime,
@@ -449,6 +485,21 @@ def create_report(
     now: datetime | None = None,
 ) -> tuple[Report, CreatedReport]:
     """Validate, locate, route and store a report with its SLA deadlines; nothing is written on refusal."""
+    checked = check_report(rt, data, photos=photos, principal=principal, client=client, source=source)
+    return store_report(session, rt, checked, now=now)
+
+
+def check_report(
+    rt: Runtime,
+    data: ReportCreate,
+    *,
+    photos: Sequence[bytes] = (),
+    principal: Principal | None = None,
+    client: str = "?",
+    source: str = "web",
+) -> CheckedReport:
+    """Every check of a submission, without the database: category, place (ward), photos (stripped),
+    rate limit (counts the submission). Raises :class:`Problem` on refusal."""
     cat = category_or_422(data.category)
     if data.lat is not None and data.lon is not None:
         ward = ward_locator(rt.db).locate(data.lat, data.lon)
@@ -476,83 +527,153 @@ def create_report(
         )
     clean = [privacy.strip_photo(raw, rt.settings.max_photo_bytes) for raw in photos]
     rt.limiter.check(principal.id if principal and principal.kind == "apikey" else client)
+    return CheckedReport(data, cat, ward, clean, principal, client, source)
 
-    now = now or utcnow()
-    tier = catalog.sla_tiers()[cat.tier]
-    report = Report(
-        code=new_code(),
-        category=cat.code,
-        description=data.description,
-        lat=data.lat,
-        lon=data.lon,
-        address=data.address.strip(),
-        ward_code=ward,
-        agency_id=catalog.route(cat.code, ward),
-        status=Status.FOR_TRIAGE.value,
-        public=data.public and not cat.private,
-        anonymous=data.anonymous,
-        source=source,
-        media_url=data.media_url,
-        sla_tier=tier.code,
-        created_at=now,
-        updated_at=now,
-        accept_due=tier.accept_due(rt.calendar, now),
-        resolve_due=tier.resolve_due(rt.calendar, now),
-        reopen_count=0,
-        abuse=False,
-    )
-    session.add(report)
-    session.flush()
-    if not data.anonymous or data.device_id or data.account_id:
-        session.add(
-            Reporter(
-                report_id=report.id,
-                name=data.name,
-                phone=data.phone,
-                email=data.email,
-                device_id=data.device_id,
-                account_id=data.account_id,
-                client_hash=privacy.client_hash(rt.secret, client),
-            )
-        )
-    for position, photo in enumerate(clean):
-        session.add(
-            ReportPhoto(
-                report_id=report.id,
-                position=position,
-                content_type=photo.content_type,
-                width=photo.width,
-                height=photo.height,
-                data=photo.data,
-                created_at=now,
-            )
-        )
-    _history(session, report, "created", _actor(principal), public=True, at=now)
-    audit.record(
-        session,
-        principal,
-        "report.create",
-        "report",
-        report.id,
-        after=_snapshot(report) | {"category": report.category, "source": source},
-        ip=principal.ip if principal else (client if client != "?" else None),
-    )
-    _announce(session, REPORT_CREATED, report)
-    duplicates = (
-        nearby(session, cat.code, data.lat, data.lon, rt.settings.duplicate_radius_m, exclude=report.id)
-        if data.lat is not None and data.lon is not None
+
+def store_report(
+    session: Session, rt: Runtime, checked: CheckedReport, *, now: datetime | None = None
+) -> tuple[Report, CreatedReport]:
+    """Write a checked report, its history, audit row and ``report.created`` event in ``session``."""
+    return store_reports(session, rt, [checked], now=now)[0]
+
+
+def store_reports(
+    session: Session, rt: Runtime, batch: Sequence[CheckedReport], *, now: datetime | None = None
+) -> list[tuple[Report, CreatedReport]]:
+    """Write checked reports in ``session``, in order, as :func:`store_report` would one by one.
+
+    Done in a few round trips whatever the number: the reports in one flush, their reporters,
+    photos, history and audit rows in another, then the events. A report's duplicate suggestions
+    include the reports before it in ``batch``.
+    """
+    radius = rt.settings.duplicate_radius_m
+    # Open reports of the same category nearby, offered as possible duplicates; looked up before the
+    # first write (on SQLite the one-at-a-time write transaction starts at the first write).
+    found = [
+        nearby(session, c.category.code, c.data.lat, c.data.lon, radius)
+        if c.data.lat is not None and c.data.lon is not None
         else []
-    )
-    return report, CreatedReport(
-        id=report.id,
-        code=report.code,
-        status=report.status,
-        ward_code=report.ward_code,
-        agency_id=report.agency_id,
-        expected_at=report.resolve_due,
-        service_notice=tier.describe(),
-        duplicates=duplicates,
-    )
+        for c in batch
+    ]
+    reports: list[Report] = []
+    for checked in batch:
+        data, cat, ward = checked.data, checked.category, checked.ward_code
+        at = now or utcnow()
+        tier = catalog.sla_tiers()[cat.tier]
+        reports.append(
+            Report(
+                code=new_code(),
+                category=cat.code,
+                description=data.description,
+                lat=data.lat,
+                lon=data.lon,
+                address=data.address.strip(),
+                ward_code=ward,
+                agency_id=catalog.route(cat.code, ward),
+                status=Status.FOR_TRIAGE.value,
+                public=data.public and not cat.private,
+                anonymous=data.anonymous,
+                source=checked.source,
+                media_url=data.media_url,
+                sla_tier=tier.code,
+                created_at=at,
+                updated_at=at,
+                accept_due=tier.accept_due(rt.calendar, at),
+                resolve_due=tier.resolve_due(rt.calendar, at),
+                reopen_count=0,
+                abuse=False,
+            )
+        )
+    session.add_all(reports)
+    session.flush()
+    for checked, report in zip(batch, reports, strict=True):
+        data, principal, client = checked.data, checked.principal, checked.client
+        if not data.anonymous or data.device_id or data.account_id:
+            session.add(
+                Reporter(
+                    report_id=report.id,
+                    name=data.name,
+                    phone=data.phone,
+                    email=data.email,
+                    device_id=data.device_id,
+                    account_id=data.account_id,
+                    client_hash=privacy.client_hash(rt.secret, client),
+                )
+            )
+        for position, photo in enumerate(checked.photos):
+            session.add(
+                ReportPhoto(
+                    report_id=report.id,
+                    position=position,
+                    content_type=photo.content_type,
+                    width=photo.width,
+                    height=photo.height,
+                    data=photo.data,
+                    created_at=report.created_at,
+                )
+            )
+        _history(session, report, "created", _actor(principal), public=True, at=report.created_at)
+        audit.record(
+            session,
+            principal,
+            "report.create",
+            "report",
+            report.id,
+            after=_snapshot(report) | {"category": report.category, "source": checked.source},
+            ip=principal.ip if principal else (client if client != "?" else None),
+        )
+    for report in reports:
+        _announce(session, REPORT_CREATED, report)
+    out: list[tuple[Report, CreatedReport]] = []
+    for i, (checked, report) in enumerate(zip(batch, reports, strict=True)):
+        duplicates = found[i] + _duplicates_among(reports[:i], report, radius)
+        duplicates.sort(key=lambda d: d.distance_m)
+        out.append(
+            (
+                report,
+                CreatedReport(
+                    id=report.id,
+                    code=report.code,
+                    status=report.status,
+                    ward_code=report.ward_code,
+                    agency_id=report.agency_id,
+                    expected_at=report.resolve_due,
+                    service_notice=catalog.sla_tiers()[checked.category.tier].describe(),
+                    duplicates=duplicates[:_DUPLICATES_SHOWN],
+                ),
+            )
+        )
+    return out
+
+
+#: Duplicate suggestions given with a new report (the default ``limit`` of :func:`nearby`).
+_DUPLICATES_SHOWN = 10
+
+
+def _duplicates_among(earlier: Sequence[Report], report: Report, radius_m: float) -> list[Duplicate]:
+    """What :func:`nearby` would find for ``report`` among ``earlier`` reports (new, so open)."""
+    if report.lat is None or report.lon is None:
+        return []
+    found: list[Duplicate] = []
+    for other in earlier:
+        if other.category != report.category or not other.public or other.abuse:
+            continue
+        if other.lat is None or other.lon is None:
+            continue
+        distance = haversine_m(report.lat, report.lon, other.lat, other.lon)
+        if distance <= radius_m:
+            found.append(
+                Duplicate(
+                    id=other.id,
+                    category=other.category,
+                    status=other.status,
+                    status_label=label(other.status),
+                    description=privacy.redact(other.description) or "",
+                    distance_m=round(distance, 1),
+                    created_at=other.created_at,
+                )
+            )
+    return found
 
 
 # --------------------------------------------------------------------------- workflow

@@ -1,0 +1,92 @@
+"""Group commit: writes submitted at the same time by many request threads share one transaction.
+
+Each citizen report is a handful of small rows (report, history, audit, event). Written one
+transaction per request, a burst of submissions pays a transaction, a commit, a hand-over of
+SQLite's single writer slot and a wake-up of the event bus per report. Here the first thread
+to arrive writes; those that arrive meanwhile queue, and the next writer takes them all in one
+transaction. Alone, a submission is written at once as before; under load the batches grow.
+
+Each item is stored exactly as it would be alone, in arrival order, so a later report of a
+batch sees the earlier ones (duplicate suggestions). If a batch fails, it is rolled back and
+every item of it is written again on its own: only the item at fault fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar, cast
+
+from sqlalchemy.orm import Session
+
+from ioc.core.db import Database
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Pending(Generic[T, R]):
+    __slots__ = ("done", "error", "item", "result")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = False
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+    def succeed(self, result: R) -> None:
+        self.result, self.done = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
+
+
+class GroupCommit(Generic[T, R]):
+    """Stores items with ``store(session, items) -> results``, concurrent ones in one transaction."""
+
+    def __init__(self, db: Database, store: Callable[[Session, list[T]], list[R]], max_batch: int = 32) -> None:
+        self.db = db
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: list[_Pending[T, R]] = []
+        self._queue_lock = threading.Lock()
+        self._writer = threading.Lock()
+        self.batches = 0
+        self.items = 0
+
+    def submit(self, item: T) -> R:
+        """Store ``item`` (blocking until its transaction is committed) and return what ``store`` gave."""
+        pending: _Pending[T, R] = _Pending(item)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._writer:
+            while not pending.done:
+                with self._queue_lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                if not batch:  # cannot happen: our own item is queued until it is done
+                    raise RuntimeError("group commit: submission lost")
+                self._write(batch)
+        if pending.error is not None:
+            raise pending.error
+        return cast(R, pending.result)
+
+    def _write(self, batch: list[_Pending[T, R]]) -> None:
+        try:
+            with self.db.session() as session:
+                results = self.store(session, [p.item for p in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].fail(exc)
+            else:  # find the one at fault: each alone, in the same order
+                for p in batch:
+                    self._write([p])
+            return
+        except BaseException as exc:
+            for p in batch:
+                p.fail(exc)
+            raise
+        self.batches += 1
+        self.items += len(batch)
+        for p, result in zip(batch, results, strict=True):
+            p.succeed(result)
