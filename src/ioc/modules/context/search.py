@@ -16,7 +16,7 @@ from .query import GeoQuery, QNode, TypeExpr, q_matches, q_sql
 from .store import StoredEntity, load_by_pks
 
 _SAFE_REGEX = re.compile(r"^[\w\s.*+?^$:\-\[\]\\/|(){},#@=]*$")
-SCAN_CHUNK = 1000
+SCAN_CHUNK = 5000
 
 
 @dataclass
@@ -61,10 +61,15 @@ def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list
                 )
             )
         )
-    if query.q is not None:
+    if query.q is not None and query.geo is None:
         cond, q_exact = q_sql(query.q, tenant)
         conds.append(cond)
         exact = exact and q_exact
+    elif query.q is not None:
+        # With a geo-query the bbox drives the scan and q is checked in Python on the candidates:
+        # adding q's IN (...) as well makes PostgreSQL materialise every row of the attribute
+        # (1.4 s instead of 16 ms over 20,000 entities).
+        exact = False
     if query.geo is not None:
         conds.append(query.geo.sql(tenant))
         exact = False
@@ -93,29 +98,48 @@ def run_query(
             session.scalars(select(NgsiEntity.pk).where(where).order_by(NgsiEntity.pk).limit(limit).offset(offset))
         )
         return load_by_pks(session, pks), total
-    page: list[StoredEntity] = []
+    # Not exact: scan the candidates in creation order, checking each against only the
+    # attributes the check reads (q's and the geoproperty), and load whole entities for the
+    # page alone. Chunks start near the page size and grow, so a selective page costs little.
+    needed = _needed_attrs(query)
+    page_pks: list[int] = []
     seen = 0
     last = 0
+    chunk = max(2 * (offset + limit), 200)
     while True:
         pks = list(
             session.scalars(
-                select(NgsiEntity.pk).where(where, NgsiEntity.pk > last).order_by(NgsiEntity.pk).limit(SCAN_CHUNK)
+                select(NgsiEntity.pk).where(where, NgsiEntity.pk > last).order_by(NgsiEntity.pk).limit(chunk)
             )
         )
         if not pks:
             break
         last = pks[-1]
-        for entity in load_by_pks(session, pks):
+        for entity in load_by_pks(session, pks, names=needed):
             if not matches(entity, query, ctx):
                 continue
             if offset <= seen < offset + limit:
-                page.append(entity)
+                assert entity.pk is not None
+                page_pks.append(entity.pk)
             seen += 1
+            if not count and seen >= offset + limit:
+                break
         if not count and seen >= offset + limit:
             break
-        if len(pks) < SCAN_CHUNK:
+        if len(pks) < chunk:
             break
-    return page, (seen if count else None)
+        chunk = min(chunk * 2, SCAN_CHUNK)
+    return load_by_pks(session, page_pks), (seen if count else None)
+
+
+def _needed_attrs(query: EntityQuery) -> set[str]:
+    """The attributes the exact check in Python reads."""
+    names: set[str] = set()
+    if query.q is not None:
+        names |= query.q.attrs()
+    if query.geo is not None:
+        names.add(query.geo.geoproperty)
+    return names
 
 
 def type_names(session: Session, tenant: str, readable: set[str] | None) -> list[str]:

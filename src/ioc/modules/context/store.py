@@ -27,6 +27,7 @@ from .errors import NgsiError
 from .models import NgsiAttribute, NgsiAttributeHistory, NgsiEntity, NgsiEntityType, NgsiTenant
 
 CHUNK = 500
+BULK = 5000
 
 
 @dataclass
@@ -187,64 +188,80 @@ def check_tenant(session: Session, tenant: str) -> None:
 # --------------------------------------------------------------------------- loading
 
 
-def load_entities(session: Session, tenant: str, ids: Sequence[str]) -> dict[str, StoredEntity]:
-    """The entities with these ids (those that exist), with their attributes."""
+_ENTITY_COLS = (
+    NgsiEntity.pk,
+    NgsiEntity.entity_id,
+    NgsiEntity.types,
+    NgsiEntity.scope,
+    NgsiEntity.created_at,
+    NgsiEntity.modified_at,
+)
+_ATTR_COLS = (
+    NgsiAttribute.entity_pk,
+    NgsiAttribute.name,
+    NgsiAttribute.dataset_id,
+    NgsiAttribute.doc,
+    NgsiAttribute.created_at,
+    NgsiAttribute.modified_at,
+)
+# Built once: SQLAlchemy memoizes a statement's cache key, so a prebuilt statement skips both
+# construction and cache-key generation on every request (expanding IN parameters).
+_BY_IDS = select(*_ENTITY_COLS).where(
+    NgsiEntity.tenant == bindparam("tenant"), NgsiEntity.entity_id.in_(bindparam("ids", expanding=True))
+)
+_BY_PKS = select(*_ENTITY_COLS).where(NgsiEntity.pk.in_(bindparam("pks", expanding=True)))
+_ATTRS = select(*_ATTR_COLS).where(NgsiAttribute.entity_pk.in_(bindparam("pks", expanding=True)))
+_SOME_ATTRS = _ATTRS.where(NgsiAttribute.name.in_(bindparam("names", expanding=True)))
+
+
+def load_entities(
+    session: Session, tenant: str, ids: Sequence[str], *, names: Iterable[str] | None = None
+) -> dict[str, StoredEntity]:
+    """The entities with these ids (those that exist), with their attributes (only ``names`` if given).
+
+    Core statements on the session's connection (no ORM layer): one SELECT of the entities and
+    one of their attributes per chunk of ids.
+    """
     found: dict[str, StoredEntity] = {}
     unique = list(dict.fromkeys(ids))
+    conn = session.connection()
     for i in range(0, len(unique), CHUNK):
         chunk = unique[i : i + CHUNK]
-        rows = session.execute(
-            select(
-                NgsiEntity.pk,
-                NgsiEntity.entity_id,
-                NgsiEntity.types,
-                NgsiEntity.scope,
-                NgsiEntity.created_at,
-                NgsiEntity.modified_at,
-            ).where(NgsiEntity.tenant == tenant, NgsiEntity.entity_id.in_(chunk))
-        ).all()
+        rows = conn.execute(_BY_IDS, {"tenant": tenant, "ids": chunk}).all()
         for pk, eid, types, scope, created, modified in rows:
             found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified)
-    _load_attrs(session, list(found.values()))
+    _load_attrs(session, list(found.values()), names)
     return found
 
 
-def load_by_pks(session: Session, pks: Sequence[int]) -> list[StoredEntity]:
-    """Entities by primary key, in the order given."""
+def load_by_pks(session: Session, pks: Sequence[int], *, names: Iterable[str] | None = None) -> list[StoredEntity]:
+    """Entities by primary key, in the order given (with only the attributes ``names`` if given)."""
     by_pk: dict[int, StoredEntity] = {}
+    conn = session.connection()
     for i in range(0, len(pks), CHUNK):
         chunk = list(pks[i : i + CHUNK])
-        rows = session.execute(
-            select(
-                NgsiEntity.pk,
-                NgsiEntity.entity_id,
-                NgsiEntity.types,
-                NgsiEntity.scope,
-                NgsiEntity.created_at,
-                NgsiEntity.modified_at,
-            ).where(NgsiEntity.pk.in_(chunk))
-        ).all()
+        rows = conn.execute(_BY_PKS, {"pks": chunk}).all()
         for pk, eid, types, scope, created, modified in rows:
             by_pk[pk] = StoredEntity(pk, eid, list(types), scope, created, modified)
     entities = [by_pk[pk] for pk in pks if pk in by_pk]
-    _load_attrs(session, entities)
+    _load_attrs(session, entities, names)
     return entities
 
 
-def _load_attrs(session: Session, entities: list[StoredEntity]) -> None:
+def _load_attrs(session: Session, entities: list[StoredEntity], names: Iterable[str] | None = None) -> None:
     by_pk = {e.pk: e for e in entities if e.pk is not None}
     keys = list(by_pk)
+    wanted = list(names) if names is not None else None
+    if wanted == []:
+        return
+    conn = session.connection()
     for i in range(0, len(keys), CHUNK):
-        rows = session.execute(
-            select(
-                NgsiAttribute.entity_pk,
-                NgsiAttribute.name,
-                NgsiAttribute.dataset_id,
-                NgsiAttribute.doc,
-                NgsiAttribute.created_at,
-                NgsiAttribute.modified_at,
-            ).where(NgsiAttribute.entity_pk.in_(keys[i : i + CHUNK]))
-        ).all()
+        chunk = keys[i : i + CHUNK]
+        rows = (
+            conn.execute(_ATTRS, {"pks": chunk})
+            if wanted is None
+            else conn.execute(_SOME_ATTRS, {"pks": chunk, "names": wanted})
+        )
         for pk, name, ds, doc, created, modified in rows:
             by_pk[pk].attrs.setdefault(name, {})[ds] = Instance(doc, created, modified)
 
@@ -255,17 +272,39 @@ def _load_attrs(session: Session, entities: list[StoredEntity]) -> None:
 def _upsert(
     session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str], update_cols: Iterable[str]
 ) -> None:
+    """``INSERT ... ON CONFLICT`` of many rows: multi-row VALUES pages on PostgreSQL (RETURNING turns
+    SQLAlchemy's insertmanyvalues on; a plain executemany would send one statement per row),
+    the driver's executemany on SQLite."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    stmt = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    stmt = pg_insert(table) if pg else sqlite_insert(table)
     cols = list(update_cols)
     if cols:
         final = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in cols})
     else:
         final = stmt.on_conflict_do_nothing(index_elements=keys)
-    for i in range(0, len(rows), 2000):
-        session.execute(final, rows[i : i + 2000])
+    executable: Any = final.returning(table.c[keys[0]]) if pg else final
+    for i in range(0, len(rows), BULK):
+        result = conn.execute(executable, rows[i : i + BULK])
+        if pg:
+            result.all()
+
+
+def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """A bulk INSERT through Core (no ORM unit of work), paged like :func:`_upsert`."""
+    if not rows:
+        return
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    stmt = insert(table)
+    if pg:
+        stmt = stmt.returning(next(iter(table.primary_key.columns)))
+    for i in range(0, len(rows), BULK):
+        result = conn.execute(stmt, rows[i : i + BULK])
+        if pg:
+            result.all()
 
 
 def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
@@ -322,15 +361,16 @@ def flush(session: Session, cs: ChangeSet) -> None:
             for e in cs.new
         ]
         by_id = {e.id: e for e in cs.new}
-        for i in range(0, len(rows), 1000):
-            result = session.execute(
-                insert(NgsiEntity).returning(NgsiEntity.pk, NgsiEntity.entity_id), rows[i : i + 1000]
+        conn = session.connection()
+        for i in range(0, len(rows), BULK):
+            result = conn.execute(
+                insert(_table(NgsiEntity)).returning(NgsiEntity.pk, NgsiEntity.entity_id), rows[i : i + BULK]
             )
             for pk, eid in result.all():
                 by_id[eid].pk = pk
         cs.types_changed.update(by_id)
     if cs.touched:
-        session.execute(
+        session.connection().execute(
             update(_table(NgsiEntity))
             .where(_table(NgsiEntity).c.pk == _bind("b_pk"))
             .values(
@@ -350,8 +390,7 @@ def flush(session: Session, cs: ChangeSet) -> None:
         for i in range(0, len(pks), CHUNK):
             session.execute(delete(NgsiEntityType).where(NgsiEntityType.entity_pk.in_(pks[i : i + CHUNK])))
         type_rows = [{"entity_pk": e.pk, "type_iri": t, "tenant": tenant} for e in entities for t in e.types]
-        for i in range(0, len(type_rows), 2000):
-            session.execute(insert(NgsiEntityType), type_rows[i : i + 2000])
+        _insert_many(session, _table(NgsiEntityType), type_rows)
     if cs.removed:
         keys = [(e.pk, name, ds) for (_, name, ds), e in cs.removed.items() if e.pk is not None]
         for i in range(0, len(keys), CHUNK):
@@ -391,8 +430,7 @@ def flush(session: Session, cs: ChangeSet) -> None:
             [c for c in rows[0] if c not in ("entity_pk", "name", "dataset_id", "tenant")] if rows else [],
         )
     if cs.history:
-        for i in range(0, len(cs.history), 2000):
-            session.execute(insert(NgsiAttributeHistory), cs.history[i : i + 2000])
+        _insert_many(session, _table(NgsiAttributeHistory), cs.history)
 
 
 def _bind(name: str, column: str = "") -> Any:
