@@ -43,7 +43,7 @@ def _users(db_file: Path) -> list[str]:
 def test_migrate_is_idempotent_and_reports_progress(tmp_path: Path) -> None:
     first = ioc(tmp_path, "migrate")
     assert first.returncode == 0, first.stderr
-    assert "0001_core" in first.stdout and "thêm" in first.stdout
+    assert "mới nhất" in first.stdout and "0002_core" in first.stdout and "thêm" in first.stdout
     again = ioc(tmp_path, "migrate")
     assert again.returncode == 0 and "đã đủ" in again.stdout
     assert (tmp_path / "ioc.db").exists()

@@ -46,7 +46,8 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     migrate.upgrade(settings.database_url)
     db = _database(settings)
     try:
-        _say(f"  lược đồ ở phiên bản {migrate.describe(migrate.current_revisions(db.engine))}")
+        state = "mới nhất (up to date)" if migrate.is_current(db.engine) else "CHƯA đủ (incomplete)"
+        _say(f"  lược đồ {state}: {migrate.describe(migrate.head_revisions())}")
         with db.session() as session:
             added = load_reference_units(session)
         _say(f"→ Dữ liệu đơn vị hành chính: thêm {added} bản ghi" if added else "→ Dữ liệu đơn vị hành chính: đã đủ")
