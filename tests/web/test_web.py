@@ -547,3 +547,14 @@ def app_factory(settings: Settings, db: Database) -> Iterator[Callable[..., Test
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+def test_home_cards_lead_to_the_modules_that_serve_them(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert 'href="/bao-cao"' in page.text and "Gửi phản ánh" in page.text
+    assert 'href="/theo-doi"' in page.text and 'href="/kpi"' in page.text
+    for url in ("/bao-cao", "/theo-doi", "/kpi"):
+        assert client.get(url).status_code == 200, url
+    english = client.get("/?lang=en")
+    assert "Report a problem" in english.text

@@ -35,6 +35,10 @@ when the measure has no data for the period (not 0).
 """
 
 
+#: The cards of the Vinh Smart home page that modules can fill with a link.
+HOME_CARDS = ("air", "flood", "report", "track", "kpi")
+
+
 @dataclass(frozen=True)
 class Panel:
     """A dashboard panel a module offers: a title key in the catalogue and the URL of its fragment."""
@@ -92,6 +96,7 @@ class Registry:
     body_limits: dict[str, int] = field(default_factory=dict)
     template_dirs: dict[str, Path] = field(default_factory=dict)
     seeders: dict[str, Callable[[Session], object]] = field(default_factory=dict)
+    home_links: dict[str, str] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
 
@@ -131,6 +136,12 @@ class Registry:
     def add_templates(self, prefix: str, directory: Path) -> None:
         """Serve a module's Jinja2 templates as ``<prefix>/<name>.html``; they may extend ``base.html``."""
         self.template_dirs[prefix] = directory
+
+    def add_home_link(self, card: str, url: str) -> None:
+        """Make a card of the public home page (air, flood, report, track, kpi) lead to ``url``."""
+        if card not in HOME_CARDS:
+            raise ValueError(f"unknown home card {card!r}; one of {', '.join(HOME_CARDS)}")
+        self.home_links[card] = url
 
     def add_seeder(self, name: str, fn: Callable[[Session], object]) -> None:
         """Demo data a module adds to ``ioc seed --demo`` (after the core's agencies and users)."""

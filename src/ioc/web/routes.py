@@ -238,7 +238,9 @@ def _redirect(url: str) -> RedirectResponse:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: DbSession) -> HTMLResponse:
     """The public Vinh Smart home page."""
-    return render(request, "home.html", principal=web_principal(request, session), active_nav="home")
+    registry: Registry | None = getattr(request.app.state, "registry", None)
+    links = registry.home_links if registry is not None else {}
+    return render(request, "home.html", principal=web_principal(request, session), active_nav="home", home_links=links)
 
 
 @router.get("/login", response_class=HTMLResponse, response_model=None)

@@ -76,6 +76,7 @@ def setup(ctx: ModuleContext) -> None:
     ctx.registry.add_templates("kpi", HERE / "templates")
     ctx.registry.add_static("/static/kpi", HERE / "static")
     ctx.registry.add_seeder("kpi", seed_demo)
+    ctx.registry.add_home_link("kpi", "/kpi")
     if settings.scheduler:
         ctx.registry.add_job("kpi.snapshots", settings.refresh_minutes * 60, snapshot_job(ctx.registry))
         if settings.reports:

@@ -54,5 +54,7 @@ def setup(ctx: ModuleContext) -> None:
     reg.add_translations("vi", VI)
     reg.add_translations("en", EN)
     reg.add_seeder("reports", seed_demo)
+    reg.add_home_link("report", "/bao-cao")
+    reg.add_home_link("track", "/theo-doi")
     if settings.smtp_host:
         ctx.bus.consume("reports.notify-email", "report.status_changed", notify.handler(settings), start="latest")
