@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
@@ -120,6 +119,54 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, limited_receive, guarded_send)
+
+
+class SecurityHeadersAndAccessLog:
+    """Security headers on every response and one access-log line per request (plain ASGI: no extra task)."""
+
+    QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app: ASGIApp, csp: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        self.log = logging.getLogger("ioc.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in self.headers if name not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if scope["path"] not in self.QUIET_PATHS:
+                client = scope.get("client")
+                self.log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                        "client": client[0] if client else None,
+                    },
+                )
 
 
 def _content_security_policy(settings: Settings) -> str:
@@ -229,29 +276,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_web(app)
 
     csp = _content_security_policy(settings)
-    access = logging.getLogger("ioc.access")
-
-    @app.middleware("http")
-    async def headers_and_access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", csp)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path not in ("/healthz", "/readyz"):
-            access.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
-                    "client": request.client.host if request.client else None,
-                },
-            )
-        return response
-
+    app.add_middleware(SecurityHeadersAndAccessLog, csp=csp)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
