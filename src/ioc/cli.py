@@ -9,15 +9,20 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from ioc import __version__
 from ioc.core.problems import Problem
 from ioc.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from ioc.core.db import Database
 
 
 def _say(message: str) -> None:
@@ -29,10 +34,16 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """The configured database for one command, disposed of when the command ends."""
     from ioc.core.db import Database
 
-    return Database(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 # --------------------------------------------------------------------------- commands
@@ -44,15 +55,12 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
     _say(f"→ Cập nhật lược đồ cơ sở dữ liệu ({make_url(settings.database_url).render_as_string()}) …")
     migrate.upgrade(settings.database_url)
-    db = _database(settings)
-    try:
+    with _database(settings) as db:
         state = "mới nhất (up to date)" if migrate.is_current(db.engine) else "CHƯA đủ (incomplete)"
         _say(f"  lược đồ {state}: {migrate.describe(migrate.head_revisions())}")
         with db.session() as session:
             added = load_reference_units(session)
         _say(f"→ Dữ liệu đơn vị hành chính: thêm {added} bản ghi" if added else "→ Dữ liệu đơn vị hành chính: đã đủ")
-    finally:
-        db.dispose()
     return 0
 
 
@@ -64,8 +72,7 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("chỉ có `ioc seed --demo` (the Vinh demo)")
     if settings.env == "production" and not args.force:
         return _fail("không nạp dữ liệu mẫu (mật khẩu công khai) vào môi trường production; dùng --force nếu chắc chắn")
-    db = _database(settings)
-    try:
+    with _database(settings) as db:
         with db.session() as session:
             if args.if_empty and not demo.is_empty(session):
                 _say("→ Cơ sở dữ liệu đã có người dùng: bỏ qua dữ liệu mẫu.")
@@ -78,8 +85,6 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
         _say(f"→ Đã nạp dữ liệu mẫu Vinh: {len(created)} tài khoản.")
         for login in created:
             _say(f"   {login.role.value:15} {login.username} / {login.password}")
-    finally:
-        db.dispose()
     return 0
 
 
@@ -133,29 +138,25 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     from ioc.core.auth import create_user
 
     password = _read_password(args)
-    db = _database(settings)
-    try:
-        with db.session() as session:
-            user = create_user(
-                session,
-                username=args.username,
-                password=password,
-                role=args.role,
-                full_name=args.full_name or "",
-                email=args.email,
-                agency_id=args.agency,
-            )
-            audit.record(
-                session,
-                None,
-                "user.create",
-                "user",
-                user.id,
-                after={"username": user.username, "role": user.role, "agency_id": user.agency_id},
-            )
-            _say(f"→ Đã tạo người dùng {user.username} ({user.role}) id={user.id}")
-    finally:
-        db.dispose()
+    with _database(settings) as db, db.session() as session:
+        user = create_user(
+            session,
+            username=args.username,
+            password=password,
+            role=args.role,
+            full_name=args.full_name or "",
+            email=args.email,
+            agency_id=args.agency,
+        )
+        audit.record(
+            session,
+            None,
+            "user.create",
+            "user",
+            user.id,
+            after={"username": user.username, "role": user.role, "agency_id": user.agency_id},
+        )
+        _say(f"→ Đã tạo người dùng {user.username} ({user.role}) id={user.id}")
     return 0
 
 
@@ -167,8 +168,7 @@ def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)  # the policy includes the modules' permissions
     policy: AccessPolicy = app.state.policy
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    db = _database(settings)
-    try:
+    with _database(settings) as db:
         with db.session() as session:
             row, key = create_api_key(
                 session, policy, name=args.name, scopes=scopes, agency_id=args.agency, created_by="cli"
@@ -184,8 +184,6 @@ def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> int:
         _say(f"→ Khoá API '{args.name}' (id {row.id}, phạm vi {', '.join(row.scopes)}).")
         _say("  Lưu lại ngay — khoá chỉ hiện một lần (shown once):")
         print(key, flush=True)
-    finally:
-        db.dispose()
     return 0
 
 

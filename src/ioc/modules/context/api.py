@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from ioc.core.auth import OptionalPrincipal
+from ioc.core.auth import OptionalPrincipal, Principal
 from ioc.core.db import Database, utcnow
 
 from . import contexts, service
@@ -407,15 +407,17 @@ def build_router(broker: Broker) -> APIRouter:
         }
         return respond(body, ctx, media)
 
+    def _require_credentials(principal: Principal | None, what: str) -> None:
+        # Attribute names span every type, so only a caller who may read all types may list them.
+        if readable_types(broker, principal) is not None:
+            raise NgsiError("Unauthorized", f"{what} needs credentials.", headers={"WWW-Authenticate": "Bearer"})
+
     @router.get("/attributes")
     def list_attributes(request: Request, principal: OptionalPrincipal) -> Response:
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
-        if readable_types(broker, principal) is not None:
-            raise NgsiError(
-                "Unauthorized", "Listing attributes needs credentials.", headers={"WWW-Authenticate": "Bearer"}
-            )
+        _require_credentials(principal, "Listing attributes")
         details = bool_param(request, "details")
         with _db(request).session() as session:
             check_tenant(session, tenant)
@@ -445,10 +447,7 @@ def build_router(broker: Broker) -> APIRouter:
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
-        if readable_types(broker, principal) is not None:
-            raise NgsiError(
-                "Unauthorized", "Reading attributes needs credentials.", headers={"WWW-Authenticate": "Bearer"}
-            )
+        _require_credentials(principal, "Reading attributes")
         iri = ctx.expand(attr_name)
         with _db(request).session() as session:
             check_tenant(session, tenant)
