@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import os
 import shutil
 import sqlite3
@@ -306,7 +307,27 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file")
     restore.add_argument("--yes", action="store_true")
     restore.set_defaults(func=cmd_restore)
+    _add_module_commands(sub)
     return parser
+
+
+def _add_module_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that modules ship: ``ioc.modules.<name>.commands.add_commands(sub)``.
+
+    A module that offers commands has a ``commands`` submodule with
+    ``add_commands(sub)``, adding subparsers whose ``func(settings, args) -> int`` the CLI
+    calls like its own. The CLI imports it by name only, as the app factory loads ``setup``.
+    """
+    from ioc.app import available_modules
+
+    for name in available_modules():
+        try:
+            module = importlib.import_module(f"ioc.modules.{name}.commands")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"ioc.modules.{name}.commands":
+                continue
+            raise
+        module.add_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
