@@ -25,11 +25,13 @@ from ioc.core.events import (
     EventBus,
     EventCursor,
     OutboxEvent,
+    Outgoing,
     Topic,
     events_after,
     latest_event_id,
     matches,
     publish,
+    publish_many,
 )
 
 
@@ -155,6 +157,32 @@ def test_payload_is_stored_as_json(db: Database) -> None:
     assert (ev.ward_code, ev.agency_id) == ("16681", "ubnd-thanh-vinh")
     assert ev.created_at.tzinfo is not None
     assert ev.as_dict()["payload"] == ev.payload
+
+
+def test_publish_many_writes_every_event_in_order_with_one_call(db: Database) -> None:
+    with db.session() as s:
+        publish(s, THING, {"n": 0})
+        publish_many(
+            s,
+            [
+                Outgoing(THING if n % 2 else OTHER, {"n": n}, ward_code="16681" if n == 3 else None)
+                for n in range(1, 1201)
+            ],
+        )
+        publish_many(s, [])
+        publish(s, THING, {"n": 1201})
+    events = outbox(db)
+    assert [e.payload["n"] for e in events] == list(range(1202))
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert events[2].topic == "test.other" and events[1].topic == "test.thing"
+    assert events[3].ward_code == "16681" and events[4].ward_code is None
+
+
+def test_publish_many_validates_every_payload_before_writing(db: Database) -> None:
+    with db.session() as s:
+        with pytest.raises(ValidationError):
+            publish_many(s, [Outgoing(THING, {"n": 1}), Outgoing(THING, {"n": "bad"})])
+        assert s.scalar(select(func.count()).select_from(OutboxEvent)) == 0
 
 
 # --------------------------------------------------------------------------- durable outbox

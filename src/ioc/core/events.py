@@ -162,24 +162,54 @@ def publish(
     the transaction commits, which must go through SQLAlchemy (``Session.commit()`` or a
     ``Connection`` transaction) so that the commit hook of this module runs.
     """
-    model = payload if isinstance(payload, topic.payload) else topic.payload.model_validate(payload)
-    values = {
-        "topic": topic.name,
-        "payload": model.model_dump(mode="json"),
-        "ward_code": ward_code,
-        "agency_id": agency_id,
-        "created_at": utcnow(),
-    }
+    publish_many(session, [Outgoing(topic, payload, ward_code, agency_id)])
+
+
+@dataclass(frozen=True)
+class Outgoing(Generic[P]):
+    """One event to publish with :func:`publish_many`."""
+
+    topic: Topic[P]
+    payload: P | dict[str, Any]
+    ward_code: str | None = None
+    agency_id: str | None = None
+
+
+def publish_many(session: Session, events: Sequence[Outgoing[Any]]) -> None:
+    """Add several events to the outbox with one bulk INSERT, in the given order.
+
+    Same contract as :func:`publish` (every payload is validated before anything is written;
+    delivered after commit, in this order); the write path of large batches uses it.
+    """
+    if not events:
+        return
+    now = utcnow()
+    rows = []
+    for ev in events:
+        model = ev.payload if isinstance(ev.payload, ev.topic.payload) else ev.topic.payload.model_validate(ev.payload)
+        rows.append(
+            {
+                "topic": ev.topic.name,
+                "payload": model.model_dump(mode="json"),
+                "ward_code": ev.ward_code,
+                "agency_id": ev.agency_id,
+                "created_at": now,
+            }
+        )
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         xid_column: ColumnClause[str] = literal_column("pg_current_xact_id()::text")
-        new_id, xid = session.execute(insert(OutboxEvent).values(values).returning(OutboxEvent.id, xid_column)).one()
-        pending: tuple[str, list[int]] | None = conn.info.get(_PENDING_KEY)
-        if pending is None or pending[0] != xid:  # left over from a transaction that ended elsewhere
-            pending = conn.info[_PENDING_KEY] = (xid, [])
-        pending[1].append(int(new_id))
+        stmt = insert(OutboxEvent).returning(OutboxEvent.id, xid_column, sort_by_parameter_order=True)
+        result = session.execute(stmt, rows) if len(rows) > 1 else session.execute(stmt.values(rows[0]))
+        for new_id, xid in result.all():
+            pending: tuple[str, list[int]] | None = conn.info.get(_PENDING_KEY)
+            if pending is None or pending[0] != xid:  # left over from a transaction that ended elsewhere
+                pending = conn.info[_PENDING_KEY] = (xid, [])
+            pending[1].append(int(new_id))
+    elif len(rows) > 1:
+        session.execute(insert(OutboxEvent), rows)
     else:
-        session.execute(insert(OutboxEvent).values(values))
+        session.execute(insert(OutboxEvent).values(rows[0]))
     session.info[_PUBLISHED_FLAG] = True
 
 

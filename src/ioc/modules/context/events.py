@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from ioc.core.events import Event, Topic, publish
+from ioc.core.events import Event, Outgoing, Topic, publish_many
 
 from .entity import parse_entity
 from .errors import NgsiError
@@ -57,10 +57,10 @@ UPSERT = Topic("context.upsert", UpsertRequest, "store NGSI-LD entities (from ot
 def publish_changes(session: Session, cs: ChangeSet, core: ActiveContext) -> None:
     """One event per changed entity, in the caller's transaction."""
     opts = RenderOptions()
-    for ev in cs.events.values():
-        if ev.kind == "gone":
-            continue
-        publish(session, TOPICS[ev.kind], _payload(cs, ev, core, opts))
+    publish_many(
+        session,
+        [Outgoing(TOPICS[ev.kind], _payload(cs, ev, core, opts)) for ev in cs.events.values() if ev.kind != "gone"],
+    )
 
 
 def _payload(cs: ChangeSet, ev: EntityEvent, core: ActiveContext, opts: RenderOptions) -> EntityChange:
