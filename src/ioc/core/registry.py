@@ -50,6 +50,28 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class MapLayer:
+    """A layer of the operators' map (and, when ``public``, of the citizens' app) that a module offers.
+
+    ``url`` answers a GeoJSON FeatureCollection of points whose feature properties carry
+    ``label`` (text), ``colour`` (CSS hex, e.g. the AQI band's), ``status`` (a code) and,
+    optionally, ``ward`` (GSO code of the ward) and ``time`` (ISO 8601, when it was observed or
+    last changed). The dashboard draws circle markers in ``colour``, clusters them, filters them
+    by ward and time, and fetches the layer again when an event matching ``topics`` (globs such
+    as ``"alarm.*"``) arrives on the event stream. ``public`` layers are listed to anyone (the
+    URL must then answer without login and show no personal data); the others only to staff.
+    """
+
+    id: str
+    title_key: str
+    url: str
+    kind: str = "points"
+    order: int = 100
+    public: bool = False
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Dataset:
     """An open dataset a module publishes (read by the open-data module)."""
 
@@ -88,6 +110,7 @@ class Registry:
     routers: list[tuple[APIRouter, str]] = field(default_factory=list)
     measures: dict[str, KpiMeasure] = field(default_factory=dict)
     panels: list[Panel] = field(default_factory=list)
+    map_layers: list[MapLayer] = field(default_factory=list)
     datasets: dict[str, Dataset] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
     grants: dict[str, set[str]] = field(default_factory=dict)
@@ -111,6 +134,13 @@ class Registry:
     def add_panel(self, panel: Panel) -> None:
         self.panels.append(panel)
         self.panels.sort(key=lambda p: (p.order, p.id))
+
+    def add_map_layer(self, layer: MapLayer) -> None:
+        """Offer a map layer (see :class:`MapLayer`); ids are global, e.g. ``"air-stations"``."""
+        if any(existing.id == layer.id for existing in self.map_layers):
+            raise ValueError(f"map layer {layer.id!r} registered twice")
+        self.map_layers.append(layer)
+        self.map_layers.sort(key=lambda item: (item.order, item.id))
 
     def add_dataset(self, dataset: Dataset) -> None:
         if dataset.id in self.datasets:

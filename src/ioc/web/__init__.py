@@ -4,3 +4,10 @@ Vinh Smart app, their static assets (vendored from npm, never from a CDN) and th
 :func:`ioc.web.routes.mount_web` attaches all of it to the app; every text goes through the
 translation catalogue of :mod:`ioc.core.i18n` (Vietnamese first, English second).
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The web shell's own messages (``vi.json``, ``en.json``).
+LOCALES_DIR = Path(__file__).resolve().parent / "locales"

@@ -11,6 +11,7 @@ Every front-end asset is served from ``/static`` (vendored from npm, see
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -48,6 +49,8 @@ from ioc.core.i18n import (
 )
 from ioc.core.problems import Problem
 from ioc.core.registry import Registry
+from ioc.web import layers
+from ioc.web.texts import build_catalogue
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -55,6 +58,32 @@ TEMPLATES_DIR = WEB_DIR / "templates"
 
 #: Where the dashboard map reads the six wards (a GeoJSON FeatureCollection).
 WARDS_GEOJSON_URL = "/api/v1/admin-units/wards.geojson"
+#: The core's alarms, the SSE event stream and the KPI module's public list, as the pages read them.
+ALARMS_URL = "/api/v1/alarms"
+EVENTS_URL = "/api/v1/events/stream"
+KPIS_URL = "/api/v1/kpis"
+LAYERS_URL = "/api/v1/map/layers"
+#: The time zone in which pages show times.
+TIME_ZONE = "Asia/Ho_Chi_Minh"
+#: The Vinh Smart app's colours (manifest and ``theme-color``).
+THEME_COLOUR = "#0b2e4f"
+BACKGROUND_COLOUR = "#f5f7fa"
+#: What the service worker stores at install for the offline shell: our CSS and scripts, the
+#: Vietnamese and Latin font files, the icons (the home page and the offline page are added).
+SHELL_ASSETS = (
+    "app.css",
+    "pwa.js",
+    "home.js",
+    "favicon.svg",
+    "icons/icon-192.png",
+    "vendor/be-vietnam-pro/be-vietnam-pro.css",
+)
+SHELL_FONTS = tuple(
+    f"vendor/be-vietnam-pro/files/be-vietnam-pro-{subset}-{weight}-normal.woff2"
+    for subset in ("vietnamese", "latin")
+    for weight in (400, 600, 700)
+)
+SHELL_PAGES = ("/", "/offline")
 #: Where a logged-in user lands when no (safe) ``next`` was given.
 DEFAULT_AFTER_LOGIN = "/dashboard"
 
@@ -140,7 +169,7 @@ def get_catalogue(request: Request) -> Catalogue:
     state = request.app.state
     catalogue = getattr(state, "catalogue", None)
     if not isinstance(catalogue, Catalogue):
-        catalogue = Catalogue.from_registry(getattr(state, "registry", None))
+        catalogue = build_catalogue(getattr(state, "registry", None))
         state.catalogue = catalogue
     return catalogue
 
@@ -240,7 +269,40 @@ def home(request: Request, session: DbSession) -> HTMLResponse:
     """The public Vinh Smart home page."""
     registry: Registry | None = getattr(request.app.state, "registry", None)
     links = registry.home_links if registry is not None else {}
-    return render(request, "home.html", principal=web_principal(request, session), active_nav="home", home_links=links)
+    lang = negotiate_language(request)
+    catalogue = get_catalogue(request)
+    # Live figures are fetched by home.js from public APIs: air stations and flood gauges from the
+    # public map layers of those kinds, the public KPIs from the KPI module (when it is loaded).
+    live_layers = [
+        layer.model_dump()
+        for layer in layers.describe(request, layers.layers_for(registry, None))
+        if layer.kind in HOME_LAYER_KINDS
+    ]
+    page_config = {
+        "lang": lang,
+        "timeZone": TIME_ZONE,
+        "layers": live_layers,
+        "kpisUrl": KPIS_URL if _has_module(registry, "kpi") else None,
+        "i18n": {key: catalogue.translate(key, lang) for key in HOME_JS_KEYS} | catalogue.subset(lang, "kpi.status."),
+    }
+    return render(
+        request,
+        "home.html",
+        principal=web_principal(request, session),
+        active_nav="home",
+        home_links=links,
+        page_config=page_config,
+    )
+
+
+#: The kinds of public map layers that the home page summarises (air quality, flood warnings).
+HOME_LAYER_KINDS = ("air", "flood")
+#: The messages that home.js shows.
+HOME_JS_KEYS = ("home.flood.none",)
+
+
+def _has_module(registry: Registry | None, name: str) -> bool:
+    return registry is not None and name in registry.modules
 
 
 @router.get("/login", response_class=HTMLResponse, response_model=None)
@@ -320,8 +382,10 @@ def dashboard(request: Request, session: DbSession) -> Response:
     lang = negotiate_language(request)
     settings = request.app.state.settings
     registry = getattr(request.app.state, "registry", None)
+    catalogue = get_catalogue(request)
     page_config = {
         "lang": lang,
+        "timeZone": TIME_ZONE,
         "wardsUrl": WARDS_GEOJSON_URL,
         "map": {
             "tileUrl": settings.map.tile_url,
@@ -330,7 +394,14 @@ def dashboard(request: Request, session: DbSession) -> Response:
             "centerLon": settings.map.center_lon,
             "zoom": settings.map.zoom,
         },
-        "i18n": get_catalogue(request).subset(lang, "map."),
+        "layers": [layer.model_dump() for layer in layers.describe(request, layers.layers_for(registry, principal))],
+        "alarmsUrl": ALARMS_URL if principal.has("alarms:read") else None,
+        "eventsUrl": EVENTS_URL if principal.has("events:read") else None,
+        "kpisUrl": KPIS_URL if _has_module(registry, "kpi") else None,
+        "canAct": principal.has("alarms:write"),
+        "i18n": catalogue.subset(lang, "map.")
+        | catalogue.subset(lang, "dashboard.")
+        | catalogue.subset(lang, "kpi.status."),
     }
     return render(
         request,
@@ -359,6 +430,75 @@ def switch_language(request: Request, code: str, next_param: Annotated[str, Quer
         secure=request.url.scheme == "https",
     )
     return response
+
+
+# --------------------------------------------------------------------------- installable app (PWA)
+
+
+@router.get("/manifest.webmanifest", response_model=None)
+def manifest(request: Request) -> Response:
+    """The web app manifest of Vinh Smart: name, start page, colours and icons."""
+    t = translator(request)
+    lang = negotiate_language(request)
+    icons = [
+        {"src": static_url("icons/icon-192.png"), "sizes": "192x192", "type": "image/png", "purpose": "any"},
+        {"src": static_url("icons/icon-512.png"), "sizes": "512x512", "type": "image/png", "purpose": "any"},
+        {
+            "src": static_url("icons/icon-maskable-512.png"),
+            "sizes": "512x512",
+            "type": "image/png",
+            "purpose": "maskable",
+        },
+        {"src": static_url("favicon.svg"), "sizes": "any", "type": "image/svg+xml", "purpose": "any"},
+    ]
+    body = {
+        "id": "/",
+        "name": t("home.title"),
+        "short_name": t("home.title"),
+        "description": t("pwa.description"),
+        "lang": lang,
+        "dir": "ltr",
+        "start_url": "/",
+        "scope": "/",
+        "display": "standalone",
+        "orientation": "any",
+        "theme_color": THEME_COLOUR,
+        "background_color": BACKGROUND_COLOUR,
+        "categories": ["government", "utilities", "weather"],
+        "icons": icons,
+    }
+    return Response(
+        json.dumps(body, ensure_ascii=False, indent=1),
+        media_type="application/manifest+json",
+        headers={"Cache-Control": OWN_ASSET_CACHE_CONTROL},
+    )
+
+
+def shell_precache() -> list[str]:
+    """The URLs the service worker stores at install: versioned assets, fonts and the two pages."""
+    assets = [static_url(path) for path in SHELL_ASSETS]
+    fonts = [f"/static/{path}" for path in SHELL_FONTS if (STATIC_DIR / path).is_file()]
+    return [*assets, *fonts]
+
+
+@router.get("/sw.js", response_model=None)
+def service_worker(request: Request) -> Response:
+    """The service worker, served from the root so that its scope is the whole site."""
+    precache = shell_precache()
+    source = templates.get_template("sw.js").render(precache=precache, pages=list(SHELL_PAGES), version="0")
+    version = hashlib.sha256(source.encode()).hexdigest()[:12]
+    source = source.replace('"ioc-shell-0"', f'"ioc-shell-{version}"', 1)
+    return Response(
+        source,
+        media_type="text/javascript",
+        headers={"Cache-Control": OWN_ASSET_CACHE_CONTROL, "Service-Worker-Allowed": "/"},
+    )
+
+
+@router.get("/offline", response_class=HTMLResponse)
+def offline(request: Request) -> HTMLResponse:
+    """What the app shows for a page it cannot reach while offline (stored by the service worker)."""
+    return render(request, "offline.html", principal=None)
 
 
 # --------------------------------------------------------------------------- API docs
@@ -390,7 +530,9 @@ def mount_web(app: FastAPI) -> None:
     conflicting module translation fails at start rather than on a page.
     """
     registry: Registry | None = getattr(app.state, "registry", None)
-    app.state.catalogue = Catalogue.from_registry(registry)
+    if registry is not None and not any(layer.id == layers.ALARMS_LAYER.id for layer in registry.map_layers):
+        registry.add_map_layer(layers.ALARMS_LAYER)
+    app.state.catalogue = build_catalogue(registry)
     app.state.render_page = render
     if registry is not None and registry.template_dirs:
         # Modules' templates under their own prefix ("reports/queue.html"), able to extend base.html.
@@ -406,4 +548,5 @@ def mount_web(app: FastAPI) -> None:
         for mount, directory in sorted(registry.static_dirs.items(), key=lambda item: -len(item[0])):
             app.mount(mount, StaticFiles(directory=directory), name=f"static:{mount}")
     app.mount("/static", CachingStaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(layers.router)
     app.include_router(router)

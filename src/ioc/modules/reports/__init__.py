@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ioc.core.auth import Role
-from ioc.core.registry import Dataset, ModuleContext, Panel
+from ioc.core.registry import Dataset, MapLayer, ModuleContext, Panel
 
 from . import api, kpis, notify, open311, views
 from .demo import seed_demo
@@ -41,6 +41,17 @@ def setup(ctx: ModuleContext) -> None:
     reg.add_templates("reports", HERE / "templates")
     reg.add_static(STATIC_MOUNT, HERE / "static")
     reg.add_panel(Panel("reports", "reports.panel.title", api.PREFIX + "/panel", order=20))
+    reg.add_map_layer(
+        MapLayer(
+            "reports",
+            "reports.panel.title",
+            api.PREFIX + "/public.geojson",
+            kind="reports",
+            order=30,
+            public=True,
+            topics=("report.*",),
+        )
+    )
     for measure in kpis.measures(rt):
         reg.add_measure(measure)
     reg.add_dataset(

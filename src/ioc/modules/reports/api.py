@@ -205,6 +205,14 @@ def build_router(rt: Runtime) -> APIRouter:
         features = []
         for r in service.to_public(session, rows, lang):
             props = r.model_dump(mode="json", exclude={"lat", "lon"})
+            # The map layer contract (ioc.core.registry.MapLayer): label, colour, status, ward, time.
+            colour = "#2a7d3f" if r.open311_status == "closed" else "#c0392b" if r.status == "for_triage" else "#b26a00"
+            props |= {
+                "label": f"#{r.id} · {r.category_name}",
+                "colour": colour,
+                "ward": r.ward_code,
+                "time": props["updated_at"],
+            }
             features.append(
                 {
                     "type": "Feature",
