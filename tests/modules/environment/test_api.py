@@ -26,6 +26,8 @@ PUBLIC = [
     "/flood/gauges",
     "/flood/wards",
     "/flood/zones.geojson",
+    "/air/stations.geojson",
+    "/flood/gauges.geojson",
     "/rain?at=2025-09-10T03:00:00Z",
     "/incidents/summary?from=2025-01-01&to=2030-12-31",
 ]
@@ -109,6 +111,23 @@ def test_air_endpoints(client: TestClient, feed: Feed, points: dict[str, tuple[f
     zones = client.get(PREFIX + "/flood/zones.geojson")
     assert zones.headers["content-type"].startswith("application/geo+json")
     assert zones.json()["type"] == "FeatureCollection" and zones.json()["features"]
+
+
+def test_map_layers_follow_the_layer_contract(
+    client: TestClient, feed: Feed, points: dict[str, tuple[float, float]]
+) -> None:
+    seed(feed, points)
+    listed = {layer["id"]: layer for layer in client.get("/api/v1/map/layers").json()}
+    assert listed["air-stations"]["kind"] == "air" and listed["flood-gauges"]["kind"] == "flood"
+    air = client.get(PREFIX + "/air/stations.geojson")
+    assert air.headers["content-type"].startswith("application/geo+json")
+    props = sorted((f["properties"] for f in air.json()["features"]), key=lambda p: p["label"])
+    assert [p["status"] for p in props] == ["band-2", "band-3"]
+    assert props[1]["label"].endswith("AQI 117 — Kém") and props[1]["ward"] == "16681"
+    assert props[1]["colour"] == client.get(PREFIX + "/air/now").json()["bands"][2]["colour"]
+    [gauge] = client.get(PREFIX + "/flood/gauges.geojson?lang=en").json()["features"]
+    assert gauge["properties"]["status"] == "level-1" and gauge["properties"]["colour"] == "#f9a825"
+    assert gauge["properties"]["label"].endswith("1.30 m — Alert level I")
 
 
 def test_bad_input_is_a_clear_4xx(client: TestClient) -> None:

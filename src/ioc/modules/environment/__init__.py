@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ioc.core.auth import Role
 from ioc.core.db import Database
-from ioc.core.registry import Dataset, ModuleContext, Panel
+from ioc.core.registry import Dataset, MapLayer, ModuleContext, Panel
 
 from . import api, kpis, listeners, views
 from .demo import seed_demo
@@ -42,6 +42,17 @@ def setup(ctx: ModuleContext) -> None:
     reg.add_router(views.build_router(rt))
     reg.add_templates("environment", HERE / "templates")
     reg.add_static(STATIC_MOUNT, HERE / "static")
+    changes = ("context.entity.updated", "context.entity.created")
+    reg.add_map_layer(
+        MapLayer(
+            "air-stations", "environment.layer.air", api.PREFIX + "/air/stations.geojson", "air", 10, True, changes
+        )
+    )
+    reg.add_map_layer(
+        MapLayer(
+            "flood-gauges", "environment.layer.flood", api.PREFIX + "/flood/gauges.geojson", "flood", 11, True, changes
+        )
+    )
     reg.add_panel(Panel("environment", "environment.panel.title", api.PREFIX + "/panel", order=30))
     for measure in kpis.measures(settings):
         reg.add_measure(measure)

@@ -232,6 +232,34 @@ def rain_out(session: Session, at: datetime, ward: str | None) -> list[RainOut]:
 # --------------------------------------------------------------------------- router
 
 
+NO_DATA = {"vi": "chưa có số liệu", "en": "no data yet"}
+NO_DATA_COLOUR = "#8a8a8a"
+#: Marker colours of the alert levels on the map: none, báo động I, II, III.
+ALERT_COLOURS = ("#1e8e3e", "#f9a825", "#ef6c00", "#c62828")
+
+
+def _point(
+    lon: float | None,
+    lat: float | None,
+    label: str,
+    colour: str,
+    status: str,
+    ward: str | None,
+    time: datetime | None,
+) -> dict[str, object] | None:
+    if lon is None or lat is None:
+        return None
+    props: dict[str, object] = {"label": label, "colour": colour, "status": status, "ward": ward}
+    if time is not None:
+        props["time"] = time.isoformat()
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
+
+
+def _layer(features: list[dict[str, object] | None]) -> JSONResponse:
+    collection = {"type": "FeatureCollection", "features": [f for f in features if f is not None]}
+    return JSONResponse(collection, media_type="application/geo+json")
+
+
 def build_router(rt: Runtime) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["environment"])
 
@@ -362,6 +390,37 @@ def build_router(rt: Runtime) -> APIRouter:
         """Water-level gauges: level, rate of rise, alert level (public)."""
         lang = negotiate_language(request)
         return [gauge_out(s, lang) for s in service.stations(session, "gauge", _check_ward(ward))]
+
+    @router.get("/air/stations.geojson")
+    def air_layer(request: Request, session: DbSession) -> JSONResponse:
+        """Air stations as a map layer: GeoJSON points in their VN_AQI band colour (public)."""
+        lang = negotiate_language(request)
+        features = []
+        for s in service.stations(session, "air"):
+            now = air_station_now(s, lang)
+            if now.band is None:
+                label, colour, status = f"{now.name}: {NO_DATA[lang]}", NO_DATA_COLOUR, "no-data"
+            else:
+                label, colour, status = (
+                    f"{now.name}: AQI {now.aqi} — {now.band.name}",
+                    now.band.colour,
+                    f"band-{now.band.level}",
+                )
+            features.append(_point(now.lon, now.lat, label, colour, status, now.ward_code, now.hour_end))
+        return _layer(features)
+
+    @router.get("/flood/gauges.geojson")
+    def flood_layer(request: Request, session: DbSession) -> JSONResponse:
+        """Water-level gauges as a map layer: GeoJSON points coloured by alert level (public)."""
+        lang = negotiate_language(request)
+        features = []
+        for s in service.stations(session, "gauge"):
+            g = gauge_out(s, lang)
+            level = f"{g.level_m:.2f} m" if g.level_m is not None else NO_DATA[lang]
+            status = "normal" if g.alert_level == 0 else f"level-{g.alert_level}"
+            label = f"{g.name}: {level} — {g.alert_label}"
+            features.append(_point(g.lon, g.lat, label, ALERT_COLOURS[g.alert_level], status, g.ward_code, g.level_at))
+        return _layer(features)
 
     @router.get("/flood/gauges/{station_id}/levels")
     def gauge_levels(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 VI: dict[str, str] = {
     "environment.panel.title": "Môi trường và ngập lụt",
+    "environment.layer.air": "Trạm quan trắc không khí (VN_AQI)",
+    "environment.layer.flood": "Trạm đo mực nước (cấp báo động)",
     "environment.air.title": "Không khí và ngập lụt hôm nay",
     "environment.air.lead": (
         "Chỉ số chất lượng không khí VN_AQI theo giờ (QĐ 1459/QĐ-TCMT) tại các trạm quan trắc tự động, "
@@ -38,6 +40,8 @@ VI: dict[str, str] = {
 
 EN: dict[str, str] = {
     "environment.panel.title": "Environment and flooding",
+    "environment.layer.air": "Air quality stations (VN_AQI)",
+    "environment.layer.flood": "Water-level gauges (alert level)",
     "environment.air.title": "Air and flooding today",
     "environment.air.lead": (
         "Hourly air quality index VN_AQI (QĐ 1459/QĐ-TCMT) at the automatic monitoring stations, "
