@@ -11,12 +11,19 @@ import logging
 
 from ioc.core.registry import ModuleContext
 
+from . import validation
 from .api import PREFIX, build_router
 from .contexts import DbContextSource
+from .devices import build_router as build_device_router
+from .devices import demo_seeder
 from .events import UPSERT, upsert_handler
 from .http import Broker
+from .ingest import Ingestor, mqtt_lifespan, offline_job
 from .ld import ContextLoader
+from .notify import Notifier, NotifySettings
 from .settings import NgsiLdSettings
+from .subscriptions import CONSUMER, Matcher, build_subscription_router, periodic_job, sweep_job
+from .temporal import build_temporal_router
 
 log = logging.getLogger("ioc.context")
 
@@ -41,6 +48,10 @@ def setup(ctx: ModuleContext) -> None:
     )
     broker = Broker(settings, loader)
     ctx.extra["ngsild_broker"] = broker
+    ctx.registry.add_router(build_temporal_router(broker))  # before the main router and its catch-all
+    notify_settings = NotifySettings()
+    notifier = Notifier(ctx.db, notify_settings, lambda: ctx.bus.running)
+    ctx.registry.add_router(build_subscription_router(broker, notifier))  # before the catch-all too
     ctx.registry.add_router(build_router(broker))
     ctx.registry.add_permission(
         "context:write", "Ghi dữ liệu ngữ cảnh NGSI-LD / write NGSI-LD context data", roles=("admin", "operator")
@@ -51,3 +62,24 @@ def setup(ctx: ModuleContext) -> None:
     ctx.registry.allow_body(PREFIX, settings.max_body_bytes)
     ctx.registry.allow_body(PREFIX + "/entityOperations", settings.batch_max_bytes)
     ctx.bus.consume("context.upsert", UPSERT.name, upsert_handler(loader))
+    # Subscriptions: matching as a durable consumer, delivery off the write path (docs/CONTEXT.md).
+    matcher = Matcher(loader, notifier)
+    ctx.bus.consume(CONSUMER, "context.entity.*", matcher.handle, start="latest")
+    periodic = periodic_job(matcher, notify_settings)
+    ctx.registry.add_job("context.subscriptions.periodic", notify_settings.periodic_tick_seconds, periodic)
+    ctx.registry.add_job("context.notifications.sweep", notify_settings.sweep_seconds, sweep_job(notifier))
+    # Devices, data-model validation, telemetry over HTTP and MQTT (docs/CONTEXT.md, "Devices ...").
+    validation.configure(settings.validate_models)
+    ingestor = Ingestor(loader, misses=settings.device_offline_misses)
+    mqtt = ctx.settings.mqtt
+    lifespan = (
+        mqtt_lifespan(ctx.db, ingestor, mqtt.url, mqtt.topic_prefix, settings.mqtt_share_group)
+        if mqtt.url and settings.mqtt_ingest
+        else None
+    )
+    ctx.registry.add_router(build_device_router(ingestor, lifespan))
+    ctx.registry.add_permission(
+        "devices:manage", "Quản lý thiết bị và khoá thiết bị / manage devices and keys", roles=("admin", "operator")
+    )
+    ctx.registry.add_seeder("context", demo_seeder(ingestor))
+    ctx.registry.add_job("context.devices.offline", settings.device_check_seconds, offline_job(ingestor))

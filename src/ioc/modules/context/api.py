@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from ioc.core.db import Database, utcnow
 
 from . import contexts, service
 from .entity import EntityInput, check_name, parse_attribute, parse_attributes, parse_entity, parse_types
-from .errors import NgsiError, NgsiRoute, bad_request, not_found
+from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_found
 from .events import publish_changes
 from .http import (
     GEOJSON,
@@ -31,6 +32,7 @@ from .http import (
     csv_param,
     int_param,
     options_of,
+    prefers_json_body,
     query_context,
     read_json,
     readable_types,
@@ -39,20 +41,71 @@ from .http import (
     tenant_of,
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, core_document, is_core_url, is_uri
-from .query import parse_geoq, parse_q, parse_type_expr
+from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
 from .render import RenderOptions, geojson_feature, render_entity
 from .search import (
     EntityQuery,
+    Ordering,
     attribute_details,
     attribute_names,
     compile_pattern,
+    order_entities,
+    parse_ordering,
     run_query,
+    system_only,
     type_details,
     type_names,
 )
 from .store import ChangeSet, StoredEntity, check_tenant, flush, load_entities
 
 PREFIX = "/ngsi-ld/v1"
+
+# Query parameters each operation understands (§6.3.20: any other is 400 InvalidRequest).
+_LOCAL = frozenset({"local", "via"})
+_RENDER = frozenset({"options", "format", "lang", "pick", "omit", "attrs", "datasetId", "join", "joinLevel"})
+_RENDER_MORE = frozenset({"containedBy", "entityMap", "collect", "expandValues", "jsonKeys", "geometryProperty"})
+P_CREATE = _LOCAL
+P_QUERY = (
+    _LOCAL
+    | _RENDER
+    | _RENDER_MORE
+    | frozenset(
+        {
+            "id",
+            "type",
+            "idPattern",
+            "q",
+            "csf",
+            "georel",
+            "geometry",
+            "coordinates",
+            "geoproperty",
+            "geoQ",
+            "scopeQ",
+            "limit",
+            "offset",
+            "count",
+            "orderBy",
+            "orderFrom",
+            "collation",
+            "doNotCompact",
+        }
+    )
+)
+P_RETRIEVE = _LOCAL | _RENDER | _RENDER_MORE | frozenset({"type"})
+P_WRITE = _LOCAL | frozenset({"options", "type"})
+P_DELETE_ATTR = _LOCAL | frozenset({"datasetId", "deleteAll", "type"})
+P_DISCOVERY = _LOCAL | frozenset({"details", "limit", "offset", "type", "attrs"})
+P_CONTEXTS = frozenset({"details", "kind", "reload"})
+P_PURGE = _LOCAL | frozenset({"type", "id", "idPattern", "q", "scopeQ", "keep", "drop"})
+P_NONE: frozenset[str] = frozenset()
+
+
+def check_params(request: Request, allowed: frozenset[str]) -> None:
+    """400 InvalidRequest for a query parameter the operation does not define (§6.3.20)."""
+    unknown = sorted({k for k in request.query_params if k not in allowed})
+    if unknown:
+        raise invalid_request(f"Unknown query parameter(s): {', '.join(unknown)}.")
 
 
 def _db(request: Request) -> Database:
@@ -90,6 +143,9 @@ def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = 
         raise bad_request(f"Invalid format {fmt!r}.")
     pick = csv_param(request, "pick")
     omit = csv_param(request, "omit")
+    for items in (pick, omit):
+        if items and any("{" in i for i in items) and request.query_params.get("join") not in ("flat", "inline"):
+            raise bad_request("Projecting Linked Entity attributes ({...}) needs join=flat or join=inline.")
     attrs = csv_param(request, "attrs")
     if pick is not None and omit is not None:
         raise bad_request("pick and omit cannot be used together.")
@@ -121,11 +177,22 @@ def _entity_id(raw: str) -> str:
     return raw
 
 
-def _load_one(session: Session, tenant: str, entity_id: str) -> StoredEntity:
+def _gate(request: Request, ctx: ActiveContext) -> TypeExpr | None:
+    """The optional ``type`` selector of an operation on one entity (§4.17, e.g. §5.6.3.4)."""
+    raw = request.query_params.get("type")
+    if raw is None:
+        return None
+    if not raw:
+        raise bad_request("type must not be empty.")
+    return parse_type_expr(raw, ctx)
+
+
+def _load_one(session: Session, tenant: str, entity_id: str, gate: TypeExpr | None = None) -> StoredEntity:
     check_tenant(session, tenant)
     entity = load_entities(session, tenant, [entity_id]).get(entity_id)
-    if entity is None:
-        raise not_found(f"The entity {entity_id} does not exist.")
+    if entity is None or (gate is not None and not gate.matches(entity.types)):
+        what = "" if gate is None else " with the type selected"
+        raise not_found(f"The entity {entity_id}{what} does not exist.")
     return entity
 
 
@@ -141,6 +208,7 @@ def build_router(broker: Broker) -> APIRouter:
     # ------------------------------------------------------------------ entities
     @router.post("/entities", status_code=201)
     def create_entity(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_CREATE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         body, ct = read_json(request, raw)
@@ -157,17 +225,35 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/entities")
     def query_entities(request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_QUERY)
         media = accept(request, geo=True)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
         p = request.query_params
         query = _entity_query(request, ctx, readable)
+        # §5.7.2.4: attrs and q only narrow a query when they name a non-system attribute.
+        attrs_ok = "attrs" in p and not system_only(csv_param(request, "attrs") or [])
+        q_ok = "q" in p and not system_only(_q_names(p["q"]))
         if (
-            not any(k in p for k in ("id", "idPattern", "type", "attrs", "q", "georel", "geoQ"))
+            not (any(k in p for k in ("id", "idPattern", "type", "georel", "geoQ")) or attrs_ok or q_ok)
             and p.get("local") != "true"
         ):
             raise bad_request("Give at least one of type, id, idPattern, attrs, q or a geo-query (or local=true).")
+        _check_linked_q(request)
+        if "csf" in p:
+            parse_q(p["csf"], ctx)  # §5.7.2.4: a context source filter must at least be valid
+        ordering = None
+        if "orderBy" in p:
+            ordering = parse_ordering(
+                csv_param(request, "orderBy") or [],
+                ctx,
+                coordinates=p.get("orderFrom"),
+                geometry=None,
+                collation=p.get("collation"),
+            )
+        elif "collation" in p or "orderFrom" in p:
+            raise bad_request("collation and orderFrom go with orderBy.")
         opts = render_options(request, ctx)
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
         offset = int_param(request, "offset", 0)
@@ -176,7 +262,7 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("limit=0 is only allowed with count=true.")
         with _db(request).session() as session:
             check_tenant(session, tenant)
-            entities, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+            entities, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
         return _entities_response(request, entities, ctx, opts, media, headers)
 
@@ -191,8 +277,38 @@ def build_router(broker: Broker) -> APIRouter:
         if media == GEOJSON:
             geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
             features = [geojson_feature(e, ctx, opts, geo_prop) for e in entities]
-            return respond({"type": "FeatureCollection", "features": features}, ctx, media, headers=headers)
+            return respond(
+                {"type": "FeatureCollection", "features": features},
+                ctx,
+                media,
+                headers=headers,
+                body_json=prefers_json_body(request),
+            )
         return respond([render_entity(e, ctx, opts) for e in entities], ctx, media, headers=headers)
+
+    @router.delete("/entities")
+    def purge_entities(request: Request, principal: OptionalPrincipal) -> Response:
+        """Purge Entities (§5.6.21): delete every entity a type/id/idPattern/q selection matches."""
+        check_params(request, P_PURGE)
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        p = request.query_params
+        if not any(k in p for k in ("type", "id", "idPattern", "q")):
+            raise bad_request("Purge Entities needs type, id, idPattern or q.")
+        if "keep" in p or "drop" in p:
+            raise NgsiError("OperationNotSupported", "keep and drop are not supported; whole entities are purged.")
+        query = _entity_query(request, ctx, None)
+        with write_session(request, broker, tenant) as (session, cs):
+            check_tenant(session, tenant)
+            found, _ = run_query(session, tenant, query, ctx, limit=MAX_ORDERED + 1, offset=0, count=False)
+            if len(found) > MAX_ORDERED:
+                raise NgsiError("TooManyResults", f"At most {MAX_ORDERED} entities are purged at once.")
+            if not found:
+                raise not_found("No entity matches the selection.")
+            for entity in found:
+                cs.drop(entity)
+        return Response(status_code=204)
 
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
     @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)
@@ -201,6 +317,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.post("/entities/{entity_id:path}/attrs")
     def append_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -211,7 +328,7 @@ def build_router(broker: Broker) -> APIRouter:
         inp = parse_entity({**body, "id": eid}, ctx, require_type=False)
         no_overwrite = "noOverwrite" in options_of(request)
         with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid)
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
             result = service.append(cs, entity, inp, no_overwrite=no_overwrite)
         return _update_response(result, ctx)
 
@@ -219,6 +336,7 @@ def build_router(broker: Broker) -> APIRouter:
     def partial_attr_update(
         entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
     ) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -226,6 +344,8 @@ def build_router(broker: Broker) -> APIRouter:
         ctx = body_context(broker, request, body, ct)
         if not isinstance(body, dict):
             raise bad_request("The body must be an attribute fragment (a JSON object).")
+        if attr_id == "scope":
+            raise bad_request("scope cannot be the target of a Partial Attribute Update (§5.6.4.4).")
         check_name(attr_id)
         name = ctx.expand(attr_id)
         fragment = {k: v for k, v in body.items() if k != "@context"}
@@ -235,7 +355,7 @@ def build_router(broker: Broker) -> APIRouter:
         if "type" not in fragment:
             doc.pop("type", None)
         with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid)
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
             ds = doc.get("datasetId", "")
             current = entity.attrs.get(name, {}).get(ds)
             if current is not None and "type" not in doc:
@@ -249,6 +369,7 @@ def build_router(broker: Broker) -> APIRouter:
     def replace_attr(
         entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
     ) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -260,12 +381,13 @@ def build_router(broker: Broker) -> APIRouter:
             body = {k: v for k, v in body.items() if k != "@context"}
         per_ds = parse_attributes({attr_id: body}, ctx)[name]
         with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid)
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
             service.replace_attribute(cs, entity, name, per_ds)
         return Response(status_code=204)
 
     @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
     def delete_attr(entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_DELETE_ATTR)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -277,12 +399,20 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("datasetId must be a URI.")
         delete_all = bool_param(request, "deleteAll")
         with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid)
-            service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
+            if attr_id == "scope" and name not in entity.attrs:
+                # §5.6.5.4: "If the target Attribute is scope, remove the scope Attribute".
+                if entity.scope is None:
+                    raise not_found(f"The entity {eid} has no scope.")
+                entity.scope = None
+                cs.touch(entity)
+            else:
+                service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
         return Response(status_code=204)
 
     @router.patch("/entities/{entity_id:path}/attrs")
     def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -292,40 +422,48 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("The body must be a JSON object of attributes.")
         attrs = parse_attributes(body, ctx, merge=True)
         with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid)
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
             result = service.update(cs, entity, attrs)
         return _update_response(result, ctx)
 
     @router.get("/entities/{entity_id:path}")
     def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_RETRIEVE)
         media = accept(request, geo=True)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
+        if "geometryProperty" in request.query_params and media != GEOJSON:
+            raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.1.4).")
         opts = render_options(request, ctx)
         with _db(request).session() as session:
-            entity = _load_one(session, tenant, eid)
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
         if readable is not None and not set(entity.types) & readable:
             raise NgsiError(
                 "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
             )
         if media == GEOJSON:
             geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
-            return respond(geojson_feature(entity, ctx, opts, geo_prop), ctx, media)
+            return respond(
+                geojson_feature(entity, ctx, opts, geo_prop), ctx, media, body_json=prefers_json_body(request)
+            )
         return respond(render_entity(entity, ctx, opts), ctx, media)
 
     @router.delete("/entities/{entity_id:path}")
     def delete_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
         with write_session(request, broker, tenant) as (session, cs):
-            cs.drop(_load_one(session, tenant, eid))
+            cs.drop(_load_one(session, tenant, eid, _gate(request, ctx)))
         return Response(status_code=204)
 
     @router.patch("/entities/{entity_id:path}")
     def merge_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -333,11 +471,12 @@ def build_router(broker: Broker) -> APIRouter:
         ctx = body_context(broker, request, body, ct)
         inp = _fragment(body, ctx, eid, merge=True)
         with write_session(request, broker, tenant) as (session, cs):
-            service.merge(cs, _load_one(session, tenant, eid), inp)
+            service.merge(cs, _load_one(session, tenant, eid, _gate(request, ctx)), inp)
         return Response(status_code=204)
 
     @router.put("/entities/{entity_id:path}")
     def replace_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
@@ -347,12 +486,13 @@ def build_router(broker: Broker) -> APIRouter:
         if not inp.types:
             raise bad_request("A replacing entity needs a type.")
         with write_session(request, broker, tenant) as (session, cs):
-            service.replace(cs, _load_one(session, tenant, eid), inp)
+            service.replace(cs, _load_one(session, tenant, eid, _gate(request, ctx)), inp)
         return Response(status_code=204)
 
     # ------------------------------------------------------------------ discovery
     @router.get("/types")
     def list_types(request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_DISCOVERY)
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
@@ -383,6 +523,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/types/{type_name:path}")
     def type_info(type_name: str, request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_DISCOVERY)
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
@@ -414,6 +555,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/attributes")
     def list_attributes(request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_DISCOVERY)
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
@@ -444,6 +586,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/attributes/{attr_name:path}")
     def attribute_info(attr_name: str, request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_DISCOVERY)
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
@@ -483,6 +626,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/jsonldContexts")
     def list_contexts(request: Request) -> Response:
+        check_params(request, P_CONTEXTS)
         details = bool_param(request, "details")
         kind = request.query_params.get("kind")
         if kind is not None and kind not in ("Hosted", "Cached", "ImplicitlyCreated"):
@@ -502,6 +646,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.post("/jsonldContexts", status_code=201)
     def add_context(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_CONTEXTS)
         require_write(broker, principal)
         body, _ = read_json(request, raw)
         if not isinstance(body, dict) or "@context" not in body:
@@ -518,6 +663,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/jsonldContexts/{context_id:path}")
     def serve_context(context_id: str, request: Request) -> Response:
+        check_params(request, P_CONTEXTS)
         details = bool_param(request, "details")
         if context_id == "core" or is_core_url(context_id):
             if details:
@@ -539,6 +685,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.delete("/jsonldContexts/{context_id:path}")
     def delete_context(context_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_CONTEXTS)
         require_write(broker, principal)
         reload = bool_param(request, "reload")
         if context_id == "core" or is_core_url(context_id):
@@ -567,6 +714,55 @@ def build_router(broker: Broker) -> APIRouter:
         raise not_found(f"No NGSI-LD resource /{rest}.")
 
     return router
+
+
+#: Entities a query may sort in memory (orderBy needs every match before the first page).
+MAX_ORDERED = 10_000
+
+
+def query_page(
+    session: Session,
+    tenant: str,
+    query: EntityQuery,
+    ctx: ActiveContext,
+    limit: int,
+    offset: int,
+    count: bool,
+    ordering: Ordering | None,
+) -> tuple[list[StoredEntity], int | None]:
+    """A page of a query, ordered by ``ordering`` (§4.23) when given, else in creation order."""
+    if ordering is None:
+        return run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+    everything, total = run_query(session, tenant, query, ctx, limit=MAX_ORDERED + 1, offset=0, count=True)
+    if len(everything) > MAX_ORDERED:
+        raise NgsiError("TooManyResults", f"Ordering is offered for at most {MAX_ORDERED} matching entities.")
+    ordered = order_entities(everything, ordering, ctx)
+    return ordered[offset : offset + limit], (total if count else None)
+
+
+def _q_names(text: str) -> list[str]:
+    """The attribute names a q expression starts its paths with (for the too-wide check)."""
+    return [m.strip() for m in re.findall(r"(?:^|[;|(])\s*([^=!<>~;|()\[{.]+)", text) if m.strip()]
+
+
+def _check_linked_q(request: Request) -> None:
+    """§5.7.2.4: a q on Linked Entity attributes (``rel{attr}``) needs join, and no deeper than joinLevel."""
+    q = request.query_params.get("q")
+    if not q or "{" not in q:
+        return
+    depth = cur = 0
+    for ch in q:
+        if ch == "{":
+            cur += 1
+            depth = max(depth, cur)
+        elif ch == "}":
+            cur -= 1
+    join = request.query_params.get("join")
+    if join not in ("flat", "inline"):
+        raise bad_request("A q on Linked Entity attributes needs join=flat or join=inline (too deep query).")
+    level = int_param(request, "joinLevel", 1, minimum=0)
+    if depth > level:
+        raise bad_request(f"The q goes {depth} Linked Entity levels deep, beyond joinLevel={level} (too deep query).")
 
 
 def _fragment(body: Any, ctx: ActiveContext, eid: str, *, merge: bool) -> EntityInput:

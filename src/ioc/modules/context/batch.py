@@ -35,7 +35,7 @@ from .http import (
 from .ld import is_uri
 from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
 from .render import RenderOptions, render_entity
-from .search import EntityQuery, compile_pattern, run_query
+from .search import EntityQuery, Ordering, Selector, compile_pattern, parse_ordering
 from .store import check_tenant, load_entities
 
 Errors = list[dict[str, Any]]
@@ -48,6 +48,10 @@ def _error(entity_id: Any, exc: NgsiError) -> dict[str, Any]:
 def _items(broker: Broker, body: Any) -> list[Any]:
     if not isinstance(body, list):
         raise bad_request("The body of a batch operation must be a JSON array.")
+    if not body:
+        raise bad_request("The batch is empty (§5.6.7.4).")
+    if any(item is None for item in body):
+        raise bad_request("The batch holds a null item (§5.6.7.4); nothing was done.")
     if len(body) > broker.settings.batch_max_entities:
         raise bad_request(f"At most {broker.settings.batch_max_entities} entities per batch request.")
     return body
@@ -79,7 +83,7 @@ def _result(success: list[str], errors: Errors, ok_status: int, ok_body: Any = N
 
 
 def add_batch_routes(router: APIRouter, broker: Broker) -> None:
-    from .api import write_session
+    from .api import P_QUERY, P_WRITE, check_params, write_session
 
     @router.post("/entityOperations/create")
     def batch_create(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -102,6 +106,7 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
         return _run(request, principal, "delete", raw)
 
     def _run(request: Request, principal: Any, op: str, raw: bytes) -> Response:
+        check_params(request, P_WRITE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         body, ct = read_json(request, raw)
@@ -170,6 +175,7 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
 
     @router.post("/entityOperations/query")
     def batch_query(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_QUERY)
         media = accept(request)
         tenant = tenant_of(request)
         readable = readable_types(broker, principal)
@@ -198,11 +204,32 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
         from ioc.core.db import Database
 
         db: Database = request.app.state.db
+        ordering = _ordering_from_body(body, ctx)
+        from .api import query_page
+
         with db.session() as session:
             check_tenant(session, tenant)
-            entities, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+            entities, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
         return respond([render_entity(e, ctx, opts) for e in entities], ctx, media, headers=headers)
+
+
+def _selector(sel: dict[str, Any], ctx: Any) -> Selector:
+    """An EntitySelector (§5.2.33, Table 5.2.33-1): type mandatory; id a URI or URIs; id before idPattern."""
+    raw_type = sel.get("type")
+    if not isinstance(raw_type, str) or not raw_type:
+        raise bad_request("An entity selector needs a type.")
+    out = Selector(types=parse_type_expr(raw_type, ctx))
+    if "id" in sel:
+        ids = sel["id"] if isinstance(sel["id"], list) else [sel["id"]]
+        if not ids or not all(isinstance(i, str) and is_uri(i) for i in ids):
+            raise bad_request("The id of an entity selector is a URI or an array of URIs.")
+        out.ids = ids
+    if "idPattern" in sel:
+        if not isinstance(sel["idPattern"], str):
+            raise bad_request("idPattern must be a string.")
+        out.id_pattern = compile_pattern(sel["idPattern"])
+    return out
 
 
 def _query_from_body(body: dict[str, Any], ctx: Any, readable: set[str] | None) -> EntityQuery:
@@ -211,25 +238,13 @@ def _query_from_body(body: dict[str, Any], ctx: Any, readable: set[str] | None) 
     if selectors is not None:
         if not isinstance(selectors, list) or not selectors or not all(isinstance(s, dict) for s in selectors):
             raise bad_request("entities must be a non-empty array of entity selectors.")
-        if len(selectors) == 1:
-            sel = selectors[0]
-            if "id" in sel:
-                if not isinstance(sel["id"], str) or not is_uri(sel["id"]):
-                    raise bad_request("An entity selector id must be a URI.")
-                query.ids = [sel["id"]]
-            if "idPattern" in sel:
-                query.id_pattern = compile_pattern(str(sel["idPattern"]))
-            if sel.get("type"):
-                query.types = parse_type_expr(str(sel["type"]), ctx)
-        elif all(set(s) <= {"type"} and s.get("type") for s in selectors):
-            query.types = TypeExpr("or", [parse_type_expr(str(s["type"]), ctx) for s in selectors])
-        elif all(set(s) <= {"id", "type"} and isinstance(s.get("id"), str) for s in selectors):
-            query.ids = [s["id"] for s in selectors]
-            query.types = TypeExpr("or", [parse_type_expr(str(s["type"]), ctx) for s in selectors if s.get("type")])
-            if not query.types.items:
-                query.types = None
+        parsed = [_selector(sel, ctx) for sel in selectors]
+        query.types = TypeExpr("or", [p.types for p in parsed]) if len(parsed) > 1 else parsed[0].types
+        if len(parsed) == 1:
+            query.ids = parsed[0].ids
+            query.id_pattern = parsed[0].id_pattern if parsed[0].ids is None else None
         else:
-            raise NgsiError("OperationNotSupported", "Several entity selectors with idPattern are not supported.")
+            query.selectors = parsed
     attrs = body.get("attrs")
     if attrs is not None:
         if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
@@ -249,3 +264,23 @@ def _query_from_body(body: dict[str, Any], ctx: Any, readable: set[str] | None) 
     if selectors is None and query.attrs is None and query.q is None and query.geo is None:
         raise bad_request("A query needs entities, attrs, q or geoQ.")
     return query
+
+
+def _ordering_from_body(body: dict[str, Any], ctx: Any) -> Ordering | None:
+    """The ``ordering`` member of a Query (OrderingParams, §5.2.43)."""
+    raw = body.get("ordering")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise bad_request("ordering must be an OrderingParams object.")
+    order_by = raw.get("orderBy")
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    if not isinstance(order_by, list) or not order_by or not all(isinstance(o, str) for o in order_by):
+        raise bad_request("ordering.orderBy is an array of strings.")
+    coordinates = raw.get("coordinates")
+    if coordinates is not None and not isinstance(coordinates, list):
+        raise bad_request("ordering.coordinates is a JSON array.")
+    return parse_ordering(
+        order_by, ctx, coordinates=coordinates, geometry=raw.get("geometry"), collation=raw.get("collation")
+    )

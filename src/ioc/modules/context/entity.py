@@ -9,8 +9,10 @@ write, so a bad entity never leaves half of itself behind.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,7 @@ from ioc.core.geo import GeometryError, shape_from_geojson
 
 from .errors import bad_request
 from .ld import NGSI_LD, ActiveContext, is_uri
+from .validation import check as check_model
 
 NULL = "urn:ngsi-ld:null"
 KINDS = (
@@ -63,14 +66,61 @@ CORE_MEMBERS = frozenset(
         "lang",
         "previousValue",
         "@context",
+        "valueType",
+        "entityIdSealed",
+        "entityTypeSealed",
     }
 )
+#: Output-only members (showChanges, inline retrieval): never part of a request (§4.5.2.2, §4.5.3.2).
+OUTPUT_ONLY = frozenset(
+    {
+        "previousValue",
+        "previousObject",
+        "previousLanguageMap",
+        "previousVocab",
+        "previousJson",
+        "previousValueList",
+        "previousObjectList",
+        "entity",
+        "entityList",
+    }
+)
+PROOF = "ngsildproof"
 SYSTEM_MEMBERS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
 ENTITY_MEMBERS = frozenset({"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"})
 GEO_NAMES = frozenset({NGSI_LD + "location", NGSI_LD + "observationSpace", NGSI_LD + "operationSpace"})
 GEOJSON_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
 _BAD_NAME = re.compile(r"[<>\"'=;()\s\x00-\x1f]")
 _MAX_NAME_BYTES = 900
+
+
+#: Set while parsing a request body of the API: times must then be UTC with a trailing ``Z``
+#: (§4.6.3). Producers inside the platform (``context.upsert``) are not held to the letter.
+STRICT_INPUT: ContextVar[bool] = ContextVar("ngsild_strict_input", default=False)
+_UTC_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?Z$")
+#: Core terms that name members of attributes, never attributes themselves (§4.5.1).
+RESERVED_NAMES = frozenset(
+    {
+        "datasetId",
+        "instanceId",
+        "observedAt",
+        "unitCode",
+        "objectType",
+        "lang",
+        "value",
+        "object",
+        "languageMap",
+        "vocab",
+        "json",
+        "valueList",
+        "objectList",
+        "previousValue",
+        "createdAt",
+        "modifiedAt",
+        "deletedAt",
+    }
+)
+_SCOPE = re.compile(r"^/?[^\W\d_]\w*(/[^\W\d_]\w*)*$")
 
 
 class Delete:
@@ -106,9 +156,16 @@ def format_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+_NAME = re.compile(r"^([^\W\d_][\w\-.]*:)?[^\W\d_]\w*$")
+
+
 def check_name(name: str, what: str = "attribute name") -> None:
     if not name or _BAD_NAME.search(name) or len(name.encode()) > _MAX_NAME_BYTES:
         raise bad_request(f"Invalid {what}: {name!r}.")
+    # §4.6.2: name = unicodeLetter *(unicodeLetter / unicodeNumber / "_"), optionally prefix:name;
+    # an absolute IRI names the same thing expanded.
+    if STRICT_INPUT.get() and not _NAME.match(name) and not ("://" in name or name.startswith("urn:")):
+        raise bad_request(f"Invalid {what} {name!r}: a letter, then letters, digits or _ (§4.6.2).")
 
 
 def _check_json(value: Any, where: str, depth: int = 0) -> None:
@@ -180,8 +237,14 @@ def parse_attribute(
         raise bad_request(f"{where}: invalid attribute type {kind!r}.")
     if name in GEO_NAMES and kind == "Property" and _is_geojson(raw.get("value")):
         kind = "GeoProperty"
+    if name in GEO_NAMES and kind != "GeoProperty" and STRICT_INPUT.get():
+        raise bad_request(f"{where}: location, observationSpace and operationSpace are GeoProperties (§4.7.1).")
     doc: dict[str, Any] = {"type": kind}
     key = VALUE_KEY[kind]
+    if key in raw and ((not merge and raw[key] == NULL) or ((not merge or partial) and _holds_null(raw[key]))):
+        # §5.2.1, §5.5.4: an NGSI-LD Null only means "remove" in a partial update or a merge, and
+        # inside a compound value only in a merge (§5.5.12, RFC 7396 into the value object).
+        raise bad_request(f"{where}: urn:ngsi-ld:null is only allowed in a partial update or a merge (§5.2.1).")
     if key in raw:
         doc[key] = _value(kind, raw[key], ctx, where)
     elif not partial:
@@ -191,12 +254,35 @@ def parse_attribute(
             raise bad_request(f"{where}: '{member}' is not a member of a {kind}.")
     if "observedAt" in raw:
         parse_datetime(raw["observedAt"], f"{where}: observedAt")
+        if STRICT_INPUT.get() and not _UTC_DATETIME.match(raw["observedAt"]):
+            raise bad_request(f"{where}: observedAt must be a UTC DateTime ending in Z (§4.6.3).")
         doc["observedAt"] = raw["observedAt"]
+    if "@context" in raw:
+        raise bad_request(f"{where}: an attribute must not carry an embedded @context (§5.5.7).")
+    if kind in ("JsonProperty", "Relationship", "ListRelationship") and "unitCode" in raw:
+        raise bad_request(f"{where}: a {kind} has no unitCode (§4.5.3.2, §4.5.24).")
+    if STRICT_INPUT.get():
+        for member in OUTPUT_ONLY:
+            if member in raw:
+                raise bad_request(f"{where}: '{member}' is only ever part of a response.")
+    if "valueType" in raw:
+        vt = raw["valueType"]
+        if kind == "LanguageProperty":
+            # Table 5.2.32-1: the valueType of a LanguageProperty "shall be equal to langString".
+            if vt not in ("langString", "rdf:langString", "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"):
+                raise bad_request(f"{where}: the valueType of a LanguageProperty is langString.")
+        elif kind != "Property" or not isinstance(vt, str):
+            raise bad_request(f"{where}: valueType is a datatype URI of a Property.")
+        doc["valueType"] = vt
+    _proof_members(name, raw, doc, ctx, where)
     if "unitCode" in raw:
         if not isinstance(raw["unitCode"], str):
             raise bad_request(f"{where}: unitCode must be a string.")
         doc["unitCode"] = raw["unitCode"]
-    if "datasetId" in raw and raw["datasetId"] is not None:
+    if raw.get("datasetId") == NULL:
+        raise bad_request(f"{where}: a datasetId cannot be deleted with urn:ngsi-ld:null (§5.5.8).")
+    if "datasetId" in raw and raw["datasetId"] is not None and raw["datasetId"] != "@none":
+        # §4.5.5.1: no datasetId, or "@none", is the default instance (never echoed).
         ds = raw["datasetId"]
         if not isinstance(ds, str) or not is_uri(ds):
             raise bad_request(f"{where}: datasetId must be a URI.")
@@ -221,9 +307,50 @@ def parse_attribute(
     return doc
 
 
+def _is_proof(name: str) -> bool:
+    return name in (PROOF, NGSI_LD + PROOF) or name.endswith(("/" + PROOF, "#" + PROOF))
+
+
+def _proof_members(name: str, raw: dict[str, Any], doc: dict[str, Any], ctx: ActiveContext, where: str) -> None:
+    """``ngsildproof`` (§4.5.2.2, C.11): a Property whose value is a proof object, with the non-reified
+    ``entityIdSealed`` and ``entityTypeSealed``; those two are prohibited on every other attribute."""
+    sealed = [m for m in ("entityIdSealed", "entityTypeSealed") if m in raw]
+    if not _is_proof(name):
+        if sealed:
+            raise bad_request(f"{where}: {sealed[0]} is only a member of ngsildproof.")
+        return
+    if "value" in raw and not isinstance(raw["value"], dict):
+        raise bad_request(f"{where}: the value of ngsildproof is a proof object.")
+    for member in sealed:
+        if not isinstance(raw[member], str) or not raw[member]:
+            raise bad_request(f"{where}: {member} must be a string.")
+    if "entityIdSealed" in raw:
+        doc["entityIdSealed"] = raw["entityIdSealed"]
+    if "entityTypeSealed" in raw:
+        doc["entityTypeSealed"] = ctx.expand(raw["entityTypeSealed"])
+
+
+def _holds_null(value: Any, depth: int = 0) -> bool:
+    """Whether an NGSI-LD Null sits inside a compound value (any depth)."""
+    if depth > 32:
+        return False
+    if isinstance(value, dict):
+        return any(v == NULL or _holds_null(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(v == NULL or _holds_null(v, depth + 1) for v in value)
+    return False
+
+
 def _geometry(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_request(f"{where}: a GeoProperty value must be a GeoJSON geometry.")
+    if isinstance(value, str):
+        # §4.7.2: a geometry may come encoded as a JSON string; it is stored as the object.
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise bad_request(f"{where}: the string is not an encoded GeoJSON geometry.") from exc
+    if not isinstance(value, dict) or value.get("type") not in GEOJSON_TYPES:
+        # §4.6.3: every GeoJSON geometry "with the exception of GeometryCollection".
+        raise bad_request(f"{where}: a GeoProperty value must be a GeoJSON geometry (not a collection).")
     try:
         shape_from_geojson(value)
     except GeometryError as exc:
@@ -243,7 +370,9 @@ def _value(kind: str, value: Any, ctx: ActiveContext, where: str) -> Any:
             raise bad_request(f"{where}: the object of a Relationship must be a URI.")
         return value
     if kind == "LanguageProperty":
-        if not isinstance(value, dict) or not all(
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.strip() for k in value):
+            raise bad_request(f"{where}: languageMap keys are language tags (§4.5.18).")
+        if not all(
             isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)) for v in value.values()
         ):
             raise bad_request(f"{where}: languageMap must map language tags to strings.")
@@ -254,6 +383,10 @@ def _value(kind: str, value: Any, ctx: ActiveContext, where: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return [ctx.expand(v) for v in value]
         raise bad_request(f"{where}: vocab must be a term or a list of terms.")
+    if kind == "JsonProperty" and not (
+        isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
+    ):
+        raise bad_request(f"{where}: json must be a JSON object or an array of objects (§4.5.24).")
     if kind == "ListProperty":
         if not isinstance(value, list):
             raise bad_request(f"{where}: valueList must be an array.")
@@ -281,6 +414,8 @@ def parse_attributes(
             continue
         check_name(name)
         iri = ctx.expand(name)
+        if name in RESERVED_NAMES or (iri.startswith(NGSI_LD) and iri[len(NGSI_LD) :] in RESERVED_NAMES):
+            raise bad_request(f"{name!r} is a core term and cannot be an attribute name (§4.5.1).")
         instances = raw if isinstance(raw, list) and (not raw or isinstance(raw[0], dict)) else [raw]
         if isinstance(raw, list) and not raw:
             raise bad_request(f"attribute {name!r}: an empty array is not an attribute.")
@@ -290,7 +425,7 @@ def parse_attributes(
             ds = ""
             if isinstance(parsed, dict):
                 ds = parsed.get("datasetId", "")
-            elif isinstance(inst, dict) and isinstance(inst.get("datasetId"), str):
+            elif isinstance(inst, dict) and isinstance(inst.get("datasetId"), str) and inst["datasetId"] != "@none":
                 ds = inst["datasetId"]
             if ds in per_ds:
                 raise bad_request(f"attribute {name!r}: two instances with the same datasetId.")
@@ -327,12 +462,16 @@ def parse_entity(
     raw_id = body.get("id", body.get("@id"))
     if raw_id is None and require_id:
         raise bad_request("The entity has no id.")
-    if raw_id is not None and (not isinstance(raw_id, str) or not is_uri(raw_id) or len(raw_id.encode()) > 1000):
+    if raw_id is not None and (
+        not isinstance(raw_id, str) or not is_uri(raw_id) or raw_id == NULL or len(raw_id.encode()) > 1000
+    ):
         raise bad_request(f"The entity id must be a URI, got {raw_id!r}.")
     types = parse_types(body.get("type", body.get("@type")), ctx, required=require_type)
     scope = body.get("scope")
     if scope is not None:
         scopes = scope if isinstance(scope, list) else [scope]
-        if not all(isinstance(s, str) and re.fullmatch(r"(/[\w\-]+)+|/#|/\+", s) for s in scopes):
-            raise bad_request("Invalid scope.")
-    return EntityInput(raw_id, types, scope, parse_attributes(body, ctx, merge=merge))
+        if not scopes or not all(isinstance(s, str) and _SCOPE.match(s) for s in scopes):
+            raise bad_request("Invalid scope: levels are a letter then letters, digits or _ (§4.18).")
+    attrs = parse_attributes(body, ctx, merge=merge)
+    check_model(types, attrs)  # Smart Data Models schemas, when IOC_NGSILD_VALIDATE_MODELS is on
+    return EntityInput(raw_id, types, scope, attrs)

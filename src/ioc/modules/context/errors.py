@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from ioc.core.problems import Problem
 
@@ -124,16 +126,39 @@ def convert(exc: Exception) -> NgsiError:
     return NgsiError("InternalError", "The broker could not complete the request.")
 
 
+_BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
+
+
 class NgsiRoute(APIRoute):
-    """An APIRoute whose every error is answered as NGSI-LD ProblemDetails."""
+    """An APIRoute whose every error is answered as NGSI-LD ProblemDetails.
+
+    A trailing ``/`` is not significant in NGSI-LD paths (``/entities/`` is ``/entities``,
+    ``/entities/{id}/attrs/`` is ``/entities/{id}/attrs``): clients, the ETSI conformance suite
+    among them, build URLs both ways, so routes match the path without it.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope.get("path", "")
+        if scope.get("type") == "http" and len(path) > 1 and path.endswith("/") and "/ngsi-ld/" in path:
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        return super().matches(scope)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
+            if request.method in _BODY_METHODS and "content-length" not in request.headers:
+                # §6.3.4: a POST, PATCH or PUT without Content-Length is "just a 411 HTTP status code
+                # (without any payload body)", decided before anything else (tenant included).
+                return Response(status_code=411)
             try:
-                return await original(request)
+                response = await original(request)
             except Exception as exc:  # every error of the NGSI-LD API has the NGSI-LD shape
-                return convert(exc).response()
+                response = convert(exc).response()
+            tenant = request.headers.get("ngsild-tenant")
+            if tenant and "ngsild-tenant" not in response.headers:
+                # §6.3.14: the Tenant of the request is given back in the response, errors included.
+                response.headers["NGSILD-Tenant"] = tenant
+            return response
 
         return handler

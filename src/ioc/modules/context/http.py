@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from ioc.core.auth import Principal
 
+from .entity import STRICT_INPUT
 from .errors import NgsiError, bad_request, invalid_request
 from .ld import CORE_CONTEXT_URL, ActiveContext, ContextLoader, context_links, link_header
 from .settings import NgsiLdSettings
@@ -54,32 +55,67 @@ def tenant_of(request: Request) -> str:
     return raw
 
 
+def _ranges(header: str) -> list[tuple[str, str, float]]:
+    """The media ranges of an Accept header: (type, subtype, weight); a malformed q keeps weight 1."""
+    out: list[tuple[str, str, float]] = []
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        mt = fields[0].lower()
+        if "/" not in mt:
+            continue
+        main, _, sub = mt.partition("/")
+        q = 1.0
+        for f in fields[1:]:
+            name, _, val = f.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(1.0, max(0.0, float(val.strip())))
+                except ValueError:
+                    q = 1.0
+        out.append((main, sub, q))
+    return out
+
+
+def negotiate(header: str | None, offered: list[str]) -> str | None:
+    """The representation to answer with (RFC 9110 §12.5.1 with ETSI GS CIM 009 §6.3.4 list order).
+
+    Each offered type takes the weight of the most specific range that matches it; weight 0 is
+    "not acceptable"; among the best weights the first of ``offered`` (the spec's list order) wins.
+    """
+    if not header or not header.strip():
+        return offered[0]
+    ranges = _ranges(header)
+    best: tuple[float, int, str] | None = None
+    for index, media in enumerate(offered):
+        main, _, sub = media.partition("/")
+        weight: float | None = None
+        specificity = -1
+        for r_main, r_sub, q in ranges:
+            if r_main == main and r_sub == sub:
+                spec = 2
+            elif r_main == main and r_sub == "*":
+                spec = 1
+            elif r_main == "*" and r_sub == "*":
+                spec = 0
+            else:
+                continue
+            if spec > specificity:
+                specificity, weight = spec, q
+        if weight is None or weight <= 0:
+            continue
+        if best is None or weight > best[0]:
+            best = (weight, index, media)
+    return best[2] if best is not None else None
+
+
 def accept(request: Request, *, geo: bool = False) -> str:
     """The representation to answer with (406 NotAcceptable when none fits)."""
     header = request.headers.get("accept")
-    if not header:
-        return JSON
     offered = [JSON, JSONLD] + ([GEOJSON] if geo else [])
-    choices: list[tuple[float, int, str]] = []
-    for i, part in enumerate(header.split(",")):
-        fields = [f.strip() for f in part.split(";")]
-        mt = fields[0].lower()
-        q = 1.0
-        for f in fields[1:]:
-            if f.startswith("q="):
-                try:
-                    q = float(f[2:])
-                except ValueError:
-                    q = 0.0
-        if q <= 0:
-            continue
-        if mt in offered:
-            choices.append((q, -i, mt))
-        elif mt in ("*/*", "application/*"):
-            choices.append((q - 0.0001, -i, JSON))
-    if not choices:
+    chosen = negotiate(header, offered)
+    if chosen is None:
         raise NgsiError("NotAcceptable", f"None of {header!r} can be produced; use one of {', '.join(offered)}.")
-    return max(choices)[2]
+    return chosen
 
 
 def read_json(request: Request, raw: bytes, *, patch: bool = False) -> tuple[Any, str]:
@@ -90,6 +126,7 @@ def read_json(request: Request, raw: bytes, *, patch: bool = False) -> tuple[Any
         raise NgsiError(
             "UnsupportedMediaType", f"Content-Type {ct or '(none)'} is not supported; use {' or '.join(allowed)}."
         )
+    STRICT_INPUT.set(True)
     if not raw.strip():
         raise invalid_request("The request has no body.")
     try:
@@ -143,11 +180,17 @@ def respond(
     *,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    body_json: bool = False,
 ) -> Response:
-    """A JSON, JSON-LD or GeoJSON answer with the @context where the spec puts it."""
+    """A JSON, JSON-LD or GeoJSON answer with the @context where the spec puts it.
+
+    §6.3.6: JSON answers carry the @context in a Link header; JSON-LD answers in the body;
+    GeoJSON answers in the body unless the request said ``Prefer: body=json`` (``body_json``),
+    in which case the Link header carries it, as for JSON.
+    """
     hdrs = dict(headers or {})
     source = ctx.source if ctx.source is not None else CORE_CONTEXT_URL
-    if media == JSON:
+    if media == JSON or (media == GEOJSON and body_json):
         url = source if isinstance(source, str) else CORE_CONTEXT_URL
         hdrs["Link"] = link_header(url)
     else:
@@ -157,6 +200,15 @@ def respond(
         elif isinstance(data, dict):
             data = {"@context": context_value, **data} if media == JSONLD else {**data, "@context": context_value}
     return JSONResponse(data, status_code=status, headers=hdrs, media_type=media)
+
+
+def prefers_json_body(request: Request) -> bool:
+    """Whether the request says ``Prefer: body=json`` (§6.3.6, GeoJSON without an in-body @context)."""
+    for raw in request.headers.getlist("prefer"):
+        for pref in raw.split(","):
+            if pref.strip().replace(" ", "").lower() == "body=json":
+                return True
+    return False
 
 
 def options_of(request: Request) -> set[str]:

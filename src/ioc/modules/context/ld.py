@@ -21,6 +21,7 @@ import json
 import re
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,9 +61,27 @@ def hosted_id(url: str) -> str | None:
     return m.group(1) if m else None
 
 
+#: Code points that are not visible or render as something else: an IRI (RFC 3987) carrying one
+#: shows as a different id in logs and screens, so it identifies nothing (§4.5.1).
+_INVISIBLE = frozenset({0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x180E, 0x034F})
+
+
+def _visible(ch: str) -> bool:
+    cp = ord(ch)
+    if cp < 0x80:
+        return True
+    if cp in _INVISIBLE or 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE:
+        return False
+    if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:  # variation selectors
+        return False
+    return unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")
+
+
 def is_uri(value: str) -> bool:
-    """Whether ``value`` looks like an absolute URI (scheme ':' rest), as NGSI-LD ids must be."""
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$", value))
+    """Whether ``value`` looks like an absolute URI/IRI (scheme ':' rest), as NGSI-LD ids must be."""
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$", value):
+        return False
+    return value.isascii() or all(_visible(ch) for ch in value)
 
 
 @dataclass(frozen=True)
@@ -284,6 +303,10 @@ class ContextLoader:
                 iri_raw: Any = raw
                 td_type = td_container = None
             elif isinstance(raw, dict):
+                if "@context" in raw:
+                    raise bad_request(
+                        f"The term {term!r} has a scoped @context, which NGSI-LD does not allow (§5.5.7)."
+                    )
                 iri_raw = raw.get("@id", term)
                 td_type = raw.get("@type") if isinstance(raw.get("@type"), str) else None
                 td_container = raw.get("@container") if isinstance(raw.get("@container"), str) else None
@@ -364,12 +387,13 @@ class ContextLoader:
                     chunks.append(chunk)
         except httpx.HTTPError as exc:
             raise NgsiError("LdContextNotAvailable", f"The @context {url} cannot be loaded: {exc}.") from exc
+        # §5.5.6: a remote @context that was retrieved but is not a valid one is BadRequestData.
         try:
             doc = json.loads(b"".join(chunks))
         except ValueError as exc:
-            raise NgsiError("LdContextNotAvailable", f"The @context {url} is not JSON.") from exc
+            raise bad_request(f"The @context {url} is not JSON.") from exc
         if not isinstance(doc, dict) or "@context" not in doc:
-            raise NgsiError("LdContextNotAvailable", f"The document at {url} has no @context member.")
+            raise bad_request(f"The document at {url} has no @context member.")
         return doc["@context"]
 
 

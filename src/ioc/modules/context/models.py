@@ -124,3 +124,8 @@ class NgsiContext(Base):
     body: Mapped[Any] = mapped_column(JsonDoc)  # the @context value
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# Subscriptions and their notification queue live in their own file; imported here so the
+# metadata (migrations, schema checks) sees them.
+from . import subscriptions_models  # noqa: E402, F401

@@ -19,16 +19,38 @@ class RenderOptions:
     omit: set[str] | None = None
 
 
+def _lang_ranges(lang: str) -> list[str]:
+    """The ranges of a ``lang`` filter by descending quality value (RFC 3282; list order breaks ties)."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(lang.split(",")):
+        tag, *params = [x.strip() for x in part.split(";")]
+        q = 1.0
+        for param in params:
+            name, _, val = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 1.0
+        if tag and q > 0:
+            ranked.append((-q, i, tag.lower()))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
 def _pick_lang(lm: dict[str, Any], lang: str) -> tuple[str, Any] | None:
-    wanted = [t.strip() for t in lang.split(",") if t.strip()]
-    for tag in wanted:
-        tag = tag.split(";")[0]
-        if tag == "*":
+    """§4.15 language filter: RFC 4647 lookup, case-insensitive, else any language (tag reported)."""
+    keys = {k.lower(): k for k in lm}
+    for wanted in _lang_ranges(lang):
+        if wanted == "*":
             break
-        if tag in lm:
-            return tag, lm[tag]
-        for key in lm:
-            if key.split("-")[0] == tag.split("-")[0]:
+        parts = wanted.split("-")
+        while parts:  # the range itself, then truncated (nl-BE -> nl)
+            candidate = "-".join(parts)
+            if candidate in keys:
+                return keys[candidate], lm[keys[candidate]]
+            parts.pop()
+        for low, key in keys.items():  # a shorter range matches a longer tag (en -> en-US)
+            if low.startswith(wanted + "-"):
                 return key, lm[key]
     if "@none" in lm:
         return "@none", lm["@none"]
@@ -68,9 +90,11 @@ def render_doc(doc: dict[str, Any], ctx: ActiveContext, opts: RenderOptions, ins
     if "objectType" in doc:
         ot = doc["objectType"]
         out["objectType"] = [ctx.compact(t) for t in ot] if isinstance(ot, list) else ctx.compact(ot)
-    for member in ("observedAt", "unitCode", "datasetId"):
+    for member in ("observedAt", "unitCode", "datasetId", "valueType", "entityIdSealed"):
         if member in doc:
             out[member] = doc[member]
+    if "entityTypeSealed" in doc:
+        out["entityTypeSealed"] = ctx.compact(doc["entityTypeSealed"])
     if opts.sys_attrs and inst is not None:
         out["createdAt"] = format_datetime(inst.created_at)
         out["modifiedAt"] = format_datetime(inst.modified_at)
@@ -90,13 +114,14 @@ def _key_value(doc: dict[str, Any], ctx: ActiveContext, lang_pick: tuple[str, An
         return doc.get("object")
     if kind == "ListRelationship":
         return [o.get("object") for o in doc.get("objectList") or [] if isinstance(o, dict)]
+    # §4.5.4: LanguageProperty, JsonProperty and VocabProperty keep a single-key wrapper.
     if kind == "LanguageProperty":
         return lang_pick[1] if lang_pick is not None else {"languageMap": doc.get("languageMap")}
     if kind == "VocabProperty":
         v = doc.get("vocab")
-        return [ctx.compact(x) for x in v] if isinstance(v, list) else ctx.compact(str(v))
+        return {"vocab": [ctx.compact(x) for x in v] if isinstance(v, list) else ctx.compact(str(v))}
     if kind == "JsonProperty":
-        return doc.get("json")
+        return {"json": doc.get("json")}
     if kind == "ListProperty":
         return doc.get("valueList")
     return doc.get("value")
@@ -109,6 +134,11 @@ def _wanted(name: str, opts: RenderOptions) -> bool:
 
 
 def render_attr(per_ds: dict[str, Instance], ctx: ActiveContext, opts: RenderOptions) -> Any:
+    if opts.fmt == "keyValues" and len(per_ds) > 1:
+        # §4.5.4 EXAMPLE 9: several instances become {"dataset": {datasetId | "@none": value}}.
+        return {
+            "dataset": {(ds or "@none"): render_doc(inst.doc, ctx, opts, inst) for ds, inst in sorted(per_ds.items())}
+        }
     rendered = [render_doc(inst.doc, ctx, opts, inst) for _, inst in sorted(per_ds.items())]
     return rendered[0] if len(rendered) == 1 else rendered
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
+
+from ioc.core.geo import GeometryError, shape_from_geojson
 
 from .errors import bad_request
 from .ld import ActiveContext
@@ -28,6 +32,23 @@ class EntityQuery:
     q: QNode | None = None
     geo: GeoQuery | None = None
     readable: set[str] | None = None  # public types only (anonymous readers)
+    selectors: list[Selector] | None = None  # several EntitySelectors (any may match), checked in Python
+
+
+@dataclass
+class Selector:
+    """One EntitySelector (§5.2.33): type, and id (precedence) or idPattern."""
+
+    types: TypeExpr
+    ids: list[str] | None = None
+    id_pattern: re.Pattern[str] | None = None
+
+    def matches(self, entity: StoredEntity) -> bool:
+        if not self.types.matches(entity.types):
+            return False
+        if self.ids is not None:
+            return entity.id in self.ids
+        return self.id_pattern is None or self.id_pattern.search(entity.id) is not None
 
 
 def compile_pattern(raw: str) -> re.Pattern[str]:
@@ -61,6 +82,8 @@ def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list
                 )
             )
         )
+    if query.selectors is not None:
+        exact = False
     if query.q is not None and query.geo is None:
         cond, q_exact = q_sql(query.q, tenant)
         conds.append(cond)
@@ -77,6 +100,8 @@ def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list
 
 
 def matches(entity: StoredEntity, query: EntityQuery, ctx: ActiveContext) -> bool:
+    if query.selectors is not None and not any(sel.matches(entity) for sel in query.selectors):
+        return False
     if query.id_pattern is not None and not query.id_pattern.search(entity.id):
         return False
     if query.q is not None and not q_matches(query.q, entity, ctx):
@@ -211,3 +236,136 @@ def all_attribute_types(session: Session, tenant: str) -> list[tuple[str, str]]:
         ).all()
     )
     return [(r[0], r[1]) for r in rows]
+
+
+# --------------------------------------------------------------------------- ordering (§4.23)
+
+_SYSTEM_ATTRS = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+_DIRECTIONS = ("asc", "desc", "dist-asc", "dist-desc")
+_COLLATION_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+#: Collations offered besides codepoint order: the root collation (ICU "und", IETF RFC 6067).
+ROOT_COLLATIONS = frozenset({"und", "root"})
+
+
+@dataclass
+class OrderKey:
+    attr: str  # IRI, or "id" / "type"
+    subs: list[str]
+    keys: list[str]
+    direction: str = "asc"
+
+
+@dataclass
+class Ordering:
+    keys: list[OrderKey]
+    origin: Any = None  # shapely geometry of orderFrom / coordinates (distance ordering)
+    collation: str | None = None
+
+
+def system_only(names: list[str]) -> bool:
+    """Whether every name is a system attribute (those do not qualify a query, §5.7.2.4)."""
+    return bool(names) and all(n in _SYSTEM_ATTRS for n in names)
+
+
+def parse_ordering(
+    items: list[str], ctx: ActiveContext, *, coordinates: Any, geometry: Any, collation: Any
+) -> Ordering:
+    """``orderBy`` (§4.23.3; OrderingParams §5.2.43): ``path[;asc|desc|dist-asc|dist-desc]``, ..."""
+    from .query import _QParser  # the q path grammar
+
+    keys: list[OrderKey] = []
+    for item in items:
+        path_text, _, direction = item.partition(";")
+        direction = direction.strip() or "asc"
+        if direction not in _DIRECTIONS or not path_text.strip():
+            raise bad_request(f"Invalid orderBy item {item!r}.")
+        path_text = path_text.strip()
+        if path_text in ("id", "type"):
+            keys.append(OrderKey(path_text, [], [], direction))
+            continue
+        qp = _QParser(path_text, ctx)._path(path_text)
+        keys.append(OrderKey(qp.attr, qp.subs, qp.keys, direction))
+    origin = None
+    if any(k.direction.startswith("dist") for k in keys):
+        if coordinates is None or coordinates == "":
+            raise bad_request("Ordering by distance needs the reference coordinates (orderFrom).")
+        coords = coordinates
+        if isinstance(coords, str):
+            try:
+                coords = json.loads(coords)
+            except ValueError as exc:
+                raise bad_request(f"Invalid orderFrom {coordinates!r}.") from exc
+        if not isinstance(coords, list):
+            raise bad_request("The reference coordinates are a JSON array.")
+        gtype = geometry if geometry is not None else "Point"
+        if not isinstance(gtype, str):
+            raise bad_request("geometry must be a GeoJSON geometry type.")
+        try:
+            origin = shape_from_geojson({"type": gtype, "coordinates": coords})
+        except GeometryError as exc:
+            raise bad_request(f"Invalid reference geometry: {exc}") from exc
+    elif geometry is not None and not isinstance(geometry, str):
+        raise bad_request("geometry must be a GeoJSON geometry type.")
+    if collation is not None:
+        if not isinstance(collation, str) or not _COLLATION_TAG.match(collation):
+            raise bad_request(f"Invalid collation {collation!r} (an IETF RFC 6067 language tag).")
+        if collation not in ROOT_COLLATIONS:
+            raise bad_request(f"The collation {collation!r} is not offered; use und (root) or none (codepoint).")
+    return Ordering(keys, origin, collation)
+
+
+def _order_value(entity: StoredEntity, key: OrderKey, ordering: Ordering, ctx: ActiveContext) -> Any:
+    from .query import QPath, _targets, distance_m
+
+    if key.attr == "id":
+        return entity.id
+    if key.attr == "type":
+        return ctx.compact(entity.types[0]) if entity.types else None
+    if key.direction.startswith("dist"):
+        per_ds = entity.attrs.get(key.attr) or {}
+        best: float | None = None
+        for inst in per_ds.values():
+            value = inst.doc.get("value")
+            if inst.doc.get("type") != "GeoProperty" or not isinstance(value, dict):
+                continue
+            try:
+                d = distance_m(ordering.origin, shape_from_geojson(value))
+            except GeometryError:
+                continue
+            best = d if best is None else min(best, d)
+        return best
+    values = _targets(entity, QPath(key.attr, key.subs, key.keys), ctx)
+    return values[0] if values else None
+
+
+def _rank(value: Any, collation: str | None) -> tuple[int, Any]:
+    """§4.23.2: numbers, then strings, then booleans, then other values; absent values last."""
+    if value is None:
+        return (9, 0)
+    if isinstance(value, bool):
+        return (2, int(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, str):
+        if collation is not None:
+            base = "".join(c for c in unicodedata.normalize("NFD", value) if not unicodedata.combining(c))
+            return (1, (base.casefold(), unicodedata.normalize("NFD", value) != value, value.swapcase()))
+        return (1, value)
+    return (3, json.dumps(value, sort_keys=True))
+
+
+def order_entities(entities: list[StoredEntity], ordering: Ordering, ctx: ActiveContext) -> list[StoredEntity]:
+    """The entities sorted by every key in turn (a stable sort from the last key to the first)."""
+    out = list(entities)
+    for key in reversed(ordering.keys):
+        desc = key.direction in ("desc", "dist-desc")
+        values = {id(e): _order_value(e, key, ordering, ctx) for e in out}
+        present = [e for e in out if values[id(e)] is not None]
+        absent = [e for e in out if values[id(e)] is None]
+
+        def sort_key(e: StoredEntity, vals: dict[int, Any] = values) -> tuple[int, Any]:
+            return _rank(vals[id(e)], ordering.collation)
+
+        present.sort(key=sort_key, reverse=desc)
+        out = present + absent
+    return out

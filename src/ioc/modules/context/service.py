@@ -13,6 +13,7 @@ from .entity import DELETE, NULL, Delete, EntityInput
 from .errors import NgsiError, bad_request, not_found
 from .ld import ActiveContext
 from .store import ChangeSet, Instance, StoredEntity
+from .validation import check as check_model
 
 AttrsIn = dict[str, dict[str, dict[str, Any] | Delete]]
 
@@ -78,7 +79,7 @@ def _add_types(cs: ChangeSet, entity: StoredEntity, types: list[str]) -> None:
         cs.touch(entity, types=True)
 
 
-def merge_doc(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def merge_doc(old: dict[str, Any], new: dict[str, Any], *, deep_value: bool = False) -> dict[str, Any]:
     """A merged attribute instance: new members replace old ones, null sub-attributes go."""
     if old.get("type") != new.get("type"):
         return _clean(new)
@@ -88,13 +89,32 @@ def merge_doc(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             merged.pop(key, None)
         elif ":" in key and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = merge_doc(merged[key], value)
+        elif deep_value and key == "value" and new.get("type") == "Property" and isinstance(value, dict):
+            # §5.5.12: a merge goes into a JSON object value as RFC 7396 merge-patch.
+            merged[key] = merge_value(merged.get(key), value)
         else:
             merged[key] = value
     return merged
 
 
+def merge_value(old: Any, patch: dict[str, Any]) -> Any:
+    """RFC 7396 merge of ``patch`` into ``old``; urn:ngsi-ld:null (or null) removes a key."""
+    if not isinstance(old, dict):
+        old = {}
+    out = dict(old)
+    for key, value in patch.items():
+        if value == NULL or value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            out[key] = merge_value(out.get(key), value)
+        else:
+            out[key] = value
+    return out
+
+
 def merge(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
     """Merge Entity (PATCH /entities/{id}, batch merge, upsert with options=update)."""
+    check_model([t for t in entity.types if t not in inp.types], inp.attrs)  # inp's own types: checked when parsed
     _add_types(cs, entity, inp.types)
     if inp.scope is not None:
         entity.scope = inp.scope
@@ -106,12 +126,15 @@ def merge(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
                 if current is not None:
                     cs.delete_attr(entity, name, ds)
                 continue
-            cs.put_attr(entity, name, ds, merge_doc(current.doc, doc) if current else _clean(doc))
+            if current is None and doc.get("type") == "Property" and isinstance(doc.get("value"), dict):
+                doc = {**doc, "value": merge_value(None, doc["value"])}
+            cs.put_attr(entity, name, ds, merge_doc(current.doc, doc, deep_value=True) if current else _clean(doc))
     cs.touch(entity)
 
 
 def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrite: bool) -> UpdateResult:
     """Append Entity Attributes (POST /entities/{id}/attrs)."""
+    check_model([t for t in entity.types if t not in inp.types], inp.attrs)
     result = UpdateResult()
     _add_types(cs, entity, inp.types)
     if inp.scope is not None:
@@ -131,11 +154,12 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
 
 def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn) -> UpdateResult:
     """Update Entity Attributes (PATCH /entities/{id}/attrs): only attributes that exist."""
+    check_model(entity.types, attrs)
     result = UpdateResult()
     for name, per_ds in attrs.items():
         for ds, doc in per_ds.items():
             current = entity.attrs.get(name, {}).get(ds)
-            if current is None:
+            if current is None and (not entity.attrs.get(name) or isinstance(doc, Delete)):
                 what = "The attribute" if not ds else f"The instance with datasetId {ds}"
                 result.not_updated.append((name, f"{what} does not exist."))
                 continue
@@ -149,6 +173,7 @@ def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn) -> UpdateResult:
 
 def partial_update(cs: ChangeSet, entity: StoredEntity, name: str, doc: dict[str, Any]) -> None:
     """Partial Attribute Update (PATCH /entities/{id}/attrs/{attr})."""
+    check_model(entity.types, {name: {doc.get("datasetId", ""): doc}})
     ds = doc.get("datasetId", "")
     current = entity.attrs.get(name, {}).get(ds)
     if current is None:
@@ -162,6 +187,7 @@ def replace_attribute(
     cs: ChangeSet, entity: StoredEntity, name: str, per_ds: dict[str, dict[str, Any] | Delete]
 ) -> None:
     """Replace Attribute (PUT /entities/{id}/attrs/{attr}): the attribute must exist."""
+    check_model(entity.types, {name: per_ds})
     for ds, doc in per_ds.items():
         if ds not in entity.attrs.get(name, {}):
             raise not_found(

@@ -32,3 +32,15 @@ class NgsiLdSettings(BaseSettings):
     batch_max_entities: int = Field(default=100_000, ge=1)
     #: Body limit for the other NGSI-LD paths.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=65_536)
+    #: Temporal API: most instances of one attribute in one answer (more → 206 and Content-Range).
+    temporal_max_instances: int = Field(default=1000, ge=1)
+    #: Check entities of the Smart Data Models types the city uses against their schemas (400 when invalid).
+    validate_models: bool = False
+    #: A device is offline (alarm raised) once it missed this many of its expected reports in a row.
+    device_offline_misses: int = Field(default=3, ge=1, le=1000)
+    #: How often the offline check runs.
+    device_check_seconds: float = Field(default=60.0, gt=0)
+    #: Subscribe to device telemetry on the core's MQTT broker (``IOC_MQTT__URL``) when one is set.
+    mqtt_ingest: bool = True
+    #: MQTT shared-subscription group, so several workers share the telemetry (empty: every worker gets all).
+    mqtt_share_group: str = "ioc-ingest"

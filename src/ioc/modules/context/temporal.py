@@ -1,0 +1,593 @@
+"""The NGSI-LD temporal API under ``/ngsi-ld/v1/temporal`` (ETSI GS CIM 009 v1.8 §5.6.11-5.6.20, §5.7.3-5.7.4).
+
+The temporal evolution of an entity is read from ``ngsild_attribute_history``, which every
+entity write already appends to (create, PATCH, merge, batch...). Writes here add instances
+to that history (and move the current state forward when an instance is newer than it),
+delete an entity's or an attribute's history, and change or remove single instances.
+Reading and aggregating live in temporal_query.py, the representations in temporal_render.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from ioc.core import audit
+from ioc.core.auth import OptionalPrincipal, Principal
+
+from .api import PREFIX, write_session
+from .batch import _query_from_body
+from .entity import (
+    ENTITY_MEMBERS,
+    EntityInput,
+    check_name,
+    parse_attribute,
+    parse_datetime,
+    parse_types,
+)
+from .errors import NgsiError, NgsiRoute, bad_request, not_found
+from .http import (
+    JSON,
+    JSONLD,
+    Body,
+    Broker,
+    accept,
+    body_context,
+    bool_param,
+    csv_param,
+    int_param,
+    options_of,
+    query_context,
+    read_json,
+    readable_types,
+    require_write,
+    tenant_of,
+)
+from .ld import CORE_CONTEXT_URL, ActiveContext, is_uri, link_header
+from .models import NgsiAttributeHistory as H
+from .query import parse_geoq, parse_q, parse_type_expr
+from .search import EntityQuery, compile_pattern, run_query
+from .service import new_entity
+from .store import ChangeSet, Instance, StoredEntity, check_tenant, load_entities
+from .temporal_query import (
+    Group,
+    Page,
+    TemporalQuery,
+    aggregate,
+    find_groups,
+    format_time,
+    origin_of,
+    paginate,
+    parse_temporal,
+)
+from .temporal_query import read_rows as read_group
+from .temporal_render import TemporalOptions, render_temporal
+
+TEMPORAL = PREFIX + "/temporal"
+#: name IRI -> datasetId ('' default) -> instances (stored form), in the order given
+Instances = dict[str, dict[str, list[dict[str, Any]]]]
+_KNOWN_OPTIONS = {"temporalValues", "aggregatedValues", "sysAttrs", "normalized", "concise", "simplified", "keyValues"}
+
+
+def _db_session(request: Request) -> Any:
+    return request.app.state.db.session()
+
+
+def _entity_id(raw: str) -> str:
+    if not is_uri(raw):
+        raise bad_request(f"The entity id must be a URI, got {raw!r}.")
+    return raw
+
+
+def temporal_options(request: Request) -> TemporalOptions:
+    """The representation asked for with ``options`` and ``format`` (and ``lang``)."""
+    opts = options_of(request)
+    unknown = opts - _KNOWN_OPTIONS
+    if unknown:
+        raise bad_request(f"Unknown options: {', '.join(sorted(unknown))}.")
+    fmt = request.query_params.get("format")
+    if fmt is None:
+        if "aggregatedValues" in opts:
+            fmt = "aggregatedValues"
+        elif opts & {"temporalValues", "simplified", "keyValues"}:
+            fmt = "temporalValues"
+        elif "concise" in opts:
+            fmt = "concise"
+        else:
+            fmt = "normalized"
+    fmt = {"simplified": "temporalValues", "keyValues": "temporalValues"}.get(fmt, fmt)
+    if fmt not in ("normalized", "concise", "temporalValues", "aggregatedValues"):
+        raise bad_request(f"Invalid format {fmt!r}.")
+    return TemporalOptions(fmt=fmt, sys_attrs="sysAttrs" in opts, lang=request.query_params.get("lang"))
+
+
+def _temporal_query(request: Request, opts: TemporalOptions) -> TemporalQuery:
+    tq = parse_temporal(request.query_params, aggregated=opts.fmt == "aggregatedValues")
+    opts.methods = tq.aggr_methods
+    opts.observed = tq.timeproperty == "observedAt"
+    return tq
+
+
+def projection(pick: list[str] | None, omit: list[str] | None, ctx: ActiveContext, opts: TemporalOptions) -> None:
+    """``pick``/``omit`` (§4.21): entity members (``id``, ``type``, attribute names) to keep or leave out."""
+    if pick is not None and omit is not None:
+        raise bad_request("pick and omit cannot be used together.")
+    for items in (pick, omit):
+        if items is not None and (not items or not all(items)):
+            raise bad_request("pick and omit need a comma-separated list of member names.")
+
+    def names(items: list[str] | None) -> set[str] | None:
+        return None if items is None else {i if i in ("id", "type") else ctx.expand(i) for i in items}
+
+    opts.pick, opts.omit = names(pick), names(omit)
+
+
+def _picked(names: list[str] | None, opts: TemporalOptions) -> list[str] | None:
+    """The attributes to read: ``attrs`` narrowed by ``pick``."""
+    if opts.pick is None:
+        return names
+    chosen = [n for n in sorted(opts.pick) if n not in ("id", "type")]
+    return chosen if names is None else [n for n in names if n in opts.pick]
+
+
+def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | None) -> EntityQuery:
+    p = request.query_params
+    ids = csv_param(request, "id")
+    for i in ids or []:
+        _entity_id(i)
+    if "type" in p and not p.get("type"):
+        raise bad_request("type must not be empty.")
+    attrs = csv_param(request, "attrs")
+    if "geoQ" in p:
+        raise bad_request("Use the georel, geometry and coordinates parameters for a geo-query.")
+    return EntityQuery(
+        ids=ids,
+        id_pattern=compile_pattern(p["idPattern"]) if "idPattern" in p else None,
+        types=parse_type_expr(p["type"], ctx) if p.get("type") else None,
+        attrs=[ctx.expand(a) for a in attrs] if attrs else None,
+        q=parse_q(p["q"], ctx) if "q" in p else None,
+        geo=parse_geoq(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"), ctx),
+        readable=readable,
+    )
+
+
+def evolutions(
+    session: Session,
+    tenant: str,
+    entities: list[tuple[str, list[str]]],
+    names: list[str] | None,
+    tq: TemporalQuery,
+    opts: TemporalOptions,
+    ctx: ActiveContext,
+    max_instances: int,
+) -> tuple[list[str], Page | None]:
+    """The temporal representation of each entity (id, types), as JSON text, and where pagination cut it."""
+    groups_by_entity = find_groups(session, tenant, [eid for eid, _ in entities], names)
+    every: list[Group] = []
+    per_attribute = min(tq.last_n, max_instances) if tq.last_n is not None else max_instances
+    for eid, _ in entities:
+        groups = groups_by_entity.get(eid, [])
+        if opts.fmt == "aggregatedValues":
+            origin = origin_of(session, tenant, groups, tq) if tq.aggr_period is not None else None
+            for g in groups:
+                aggregate(session, tenant, g, tq, origin)
+        else:
+            for g in groups:
+                read_group(session, tenant, g, tq, per_attribute)
+        every.extend(groups)
+    page = paginate(every, tq, max_instances) if opts.fmt != "aggregatedValues" else None
+    bodies = [render_temporal(eid, types, groups_by_entity.get(eid, []), ctx, opts) for eid, types in entities]
+    return bodies, page
+
+
+def _headers(page: Page | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    headers = dict(extra or {})
+    if page is not None:
+        start, end = format_time(page.start), format_time(page.end)
+        headers["Content-Range"] = f"date-time {start}-{end}/{page.size}"
+    return headers
+
+
+def respond_text(
+    bodies: list[str] | str, ctx: ActiveContext, media: str, *, status: int, headers: dict[str, str]
+) -> Response:
+    """Entities already rendered as JSON text, with the @context where the spec puts it (as ``respond``)."""
+    source = ctx.source if ctx.source is not None else CORE_CONTEXT_URL
+    hdrs = dict(headers)
+    if media == JSON:
+        hdrs["Link"] = link_header(source if isinstance(source, str) else CORE_CONTEXT_URL)
+    else:
+        prefix = '{"@context":' + json.dumps(source) + ","
+        bodies = [prefix + b[1:] for b in bodies] if isinstance(bodies, list) else prefix + bodies[1:]
+    content = "[" + ",".join(bodies) + "]" if isinstance(bodies, list) else bodies
+    return Response(content=content, status_code=status, headers=hdrs, media_type=media)
+
+
+# --------------------------------------------------------------------------- parsing writes
+
+
+def parse_instances(body: dict[str, Any], ctx: ActiveContext) -> Instances:
+    """The attributes of a temporal representation: each an instance or an array of instances."""
+    out: Instances = {}
+    for key, raw in body.items():
+        if key in ENTITY_MEMBERS:
+            continue
+        check_name(key)
+        name = ctx.expand(key)
+        items = raw if isinstance(raw, list) and raw and all(isinstance(i, dict) for i in raw) else [raw]
+        if isinstance(raw, list) and not raw:
+            raise bad_request(f"attribute {key!r}: an empty array has no instances.")
+        per_ds = out.setdefault(name, {})
+        for item in items:
+            doc = parse_attribute(name, item, ctx)
+            assert isinstance(doc, dict)  # without merge, never a deletion
+            per_ds.setdefault(doc.get("datasetId", ""), []).append(doc)
+    return out
+
+
+def _observed(doc: dict[str, Any]) -> datetime | None:
+    raw = doc.get("observedAt")
+    return parse_datetime(raw, "observedAt") if isinstance(raw, str) else None
+
+
+def _latest(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The most recent instance (by observedAt; the last given when none has one)."""
+    timed = [(t, i) for i, d in enumerate(docs) if (t := _observed(d)) is not None]
+    if not timed:
+        return docs[-1]
+    return docs[max(timed)[1]]
+
+
+def _newer(doc: dict[str, Any], current: Instance | None) -> bool:
+    if current is None:
+        return True
+    now, before = _observed(doc), _observed(current.doc)
+    if before is None:
+        return True
+    return now is not None and now >= before
+
+
+def _history_row(cs: ChangeSet, entity_id: str, name: str, ds: str, op: str, doc: dict[str, Any]) -> dict[str, Any]:
+    value = doc.get("value")
+    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return {
+        "tenant": cs.tenant,
+        "entity_id": entity_id,
+        "name": name,
+        "dataset_id": ds,
+        "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+        "op": op,
+        "kind": doc.get("type"),
+        "value_num": number,
+        "doc": doc,
+        "observed_at": _observed(doc),
+        "recorded_at": cs.now,
+    }
+
+
+def add_instances(cs: ChangeSet, entity: StoredEntity, instances: Instances) -> None:
+    """Record every instance in the history; an instance newer than the current state becomes it."""
+    given: set[tuple[str, str]] = set()
+    rows: list[dict[str, Any]] = []
+    for name, per_ds in instances.items():
+        for ds, docs in per_ds.items():
+            had = ds in entity.attrs.get(name, {}) and entity.pk is not None
+            latest = _latest(docs)
+            if entity.pk is not None and _newer(latest, entity.attrs.get(name, {}).get(ds)):
+                cs.put_attr(entity, name, ds, latest, keep_created=True)
+            for i, doc in enumerate(docs):
+                rows.append(_history_row(cs, entity.id, name, ds, "update" if had or i else "create", doc))
+            given.add((name, ds))
+    # put_attr (and create) wrote one history row for the current state: the instances replace it
+    cs.history = [h for h in cs.history if not (h["entity_id"] == entity.id and (h["name"], h["dataset_id"]) in given)]
+    cs.history.extend(rows)
+
+
+def _audit(session: Session, principal: Principal | None, action: str, entity_id: str, **after: Any) -> None:
+    audit.record(session, principal, action, "ngsild_entity", entity_id, after=after or None)
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def build_temporal_router(broker: Broker) -> APIRouter:
+    router = APIRouter(prefix=TEMPORAL, route_class=NgsiRoute, tags=["NGSI-LD temporal"])
+    max_instances = broker.settings.temporal_max_instances
+
+    @router.get("/entities")
+    def query_temporal(request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        p = request.query_params
+        if not any(k in p for k in ("id", "idPattern", "type", "attrs", "q", "georel")) and p.get("local") != "true":
+            raise bad_request("Give at least one of type, id, idPattern, attrs, q or a geo-query (or local=true).")
+        query = _entity_query(request, ctx, readable)
+        opts = temporal_options(request)
+        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts)
+        tq = _temporal_query(request, opts)
+        return _query_answer(request, tenant, ctx, media, query, tq, opts)
+
+    def _query_answer(
+        request: Request,
+        tenant: str,
+        ctx: ActiveContext,
+        media: str,
+        query: EntityQuery,
+        tq: TemporalQuery,
+        opts: TemporalOptions,
+    ) -> Response:
+        limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
+        offset = int_param(request, "offset", 0)
+        count = bool_param(request, "count")
+        if limit == 0 and not count:
+            raise bad_request("limit=0 is only allowed with count=true.")
+        with _db_session(request) as session:
+            check_tenant(session, tenant)
+            found, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+            entities = [(e.id, e.types) for e in found]
+            names = _picked(query.attrs, opts)
+            bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances)
+        headers = _headers(page, {"NGSILD-Results-Count": str(total)} if total is not None else None)
+        return respond_text(bodies, ctx, media, status=206 if page else 200, headers=headers)
+
+    @router.post("/entityOperations/query")
+    def query_temporal_post(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        """Query Temporal Evolution of Entities with a Query body (§5.7.4, §6.24): ``entities``, ``attrs``,
+        ``q``, ``geoQ``, ``temporalQ`` (timerel, timeAt, endTimeAt, timeproperty, lastN, aggrMethods,
+        aggrPeriodDuration) and ``lang``; the representation comes from the URL as for GET."""
+        media = accept(request)
+        tenant = tenant_of(request)
+        readable = readable_types(broker, principal)
+        body, ct = read_json(request, raw)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a Query object.")
+        ctx = (
+            body_context(broker, request, body, ct)
+            if ct == JSONLD or "@context" in body
+            else query_context(broker, request)
+        )
+        if body.get("type", "Query") != "Query":
+            raise bad_request("The body type must be Query.")
+        query = _query_from_body(body, ctx, readable)
+        opts = temporal_options(request)
+        if isinstance(body.get("lang"), str):
+            opts.lang = body["lang"]
+        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts)
+        tq = parse_temporal(_temporal_params(body.get("temporalQ")), aggregated=opts.fmt == "aggregatedValues")
+        opts.methods = tq.aggr_methods
+        opts.observed = tq.timeproperty == "observedAt"
+        return _query_answer(request, tenant, ctx, media, query, tq, opts)
+
+    @router.post("/entities")
+    def create_temporal(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        body, ct = read_json(request, raw)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be the temporal representation of an entity (a JSON object).")
+        raw_id = body.get("id", body.get("@id"))
+        if not isinstance(raw_id, str):
+            raise bad_request("The entity has no id.")
+        eid = _entity_id(raw_id)
+        types = parse_types(body.get("type", body.get("@type")), ctx, required=False)
+        instances = parse_instances(body, ctx)
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = load_entities(session, tenant, [eid]).get(eid)
+            created = entity is None
+            if entity is None:
+                if not types:
+                    raise bad_request("The entity has no type.")
+                latest: dict[str, dict[str, dict[str, Any] | Any]] = {
+                    name: {ds: _latest(docs) for ds, docs in per_ds.items()} for name, per_ds in instances.items()
+                }
+                entity = new_entity(EntityInput(eid, types, body.get("scope"), latest), cs)
+                cs.create(entity)
+            else:
+                added = [t for t in types if t not in entity.types]
+                if added:
+                    entity.types = [*entity.types, *added]
+                    cs.touch(entity, types=True)
+            add_instances(cs, entity, instances)
+        if not created:
+            return Response(status_code=204)
+        headers = {"Location": f"{TEMPORAL}/entities/{quote(eid, safe=':')}"}
+        if tenant:
+            headers["NGSILD-Tenant"] = tenant
+        return Response(status_code=201, headers=headers)
+
+    @router.post("/entities/{entity_id:path}/attrs")
+    def add_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a JSON object of attributes and their instances.")
+        if body.get("id", eid) != eid:
+            raise bad_request("The id in the body differs from the id in the URL.")
+        instances = parse_instances(body, ctx)
+        if not instances:
+            raise bad_request("The body has no attribute instances.")
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = load_entities(session, tenant, [eid]).get(eid)
+            if entity is None:
+                raise not_found(f"The entity {eid} does not exist.")
+            add_instances(cs, entity, instances)
+        return Response(status_code=204)
+
+    @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}/{instance_id}")
+    def modify_instance(
+        entity_id: str, attr_id: str, instance_id: str, request: Request, principal: OptionalPrincipal, raw: Body
+    ) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw, patch=True)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be an attribute instance (a JSON object).")
+        check_name(attr_id)
+        name = ctx.expand(attr_id)
+        fragment = {k: v for k, v in body.items() if k not in ("@context", "instanceId")}
+        with _db_session(request) as session:
+            check_tenant(session, tenant)
+            row = session.execute(
+                select(H.id, H.doc).where(*_instance_where(tenant, eid, name, instance_id))
+            ).one_or_none()
+            if row is None:
+                raise not_found(f"No instance {instance_id} of {attr_id} in the history of {eid}.")
+            old = dict(row.doc or {})
+            if "type" not in fragment and "type" in old:
+                fragment["type"] = old["type"]
+            parsed = parse_attribute(name, fragment, ctx, partial=True)
+            assert isinstance(parsed, dict)
+            doc = {**old, **parsed}
+            if "datasetId" in old:  # an instance stays in its datasetId
+                doc["datasetId"] = old["datasetId"]
+            else:
+                doc.pop("datasetId", None)
+            value = doc.get("value")
+            session.execute(
+                update(H)
+                .where(H.id == row.id)
+                .values(
+                    doc=doc,
+                    kind=doc.get("type"),
+                    value_num=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+                    observed_at=_observed(doc),
+                )
+            )
+            _audit(session, principal, "context.temporal.instance.modify", eid, attribute=name, instance=instance_id)
+        return Response(status_code=204)
+
+    @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}/{instance_id}")
+    def delete_instance(
+        entity_id: str, attr_id: str, instance_id: str, request: Request, principal: OptionalPrincipal
+    ) -> Response:
+        if not is_uri(instance_id):  # an attribute IRI with '/' in it, not an instance
+            return delete_attr(entity_id, f"{attr_id}/{instance_id}", request, principal)
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
+        check_name(attr_id)
+        name = ctx.expand(attr_id)
+        with _db_session(request) as session:
+            check_tenant(session, tenant)
+            result = session.execute(delete(H).where(*_instance_where(tenant, eid, name, instance_id)))
+            if not getattr(result, "rowcount", 0):
+                raise not_found(f"No instance {instance_id} of {attr_id} in the history of {eid}.")
+            _audit(session, principal, "context.temporal.instance.delete", eid, attribute=name, instance=instance_id)
+        return Response(status_code=204)
+
+    @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
+    def delete_attr(entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
+        check_name(attr_id)
+        name = ctx.expand(attr_id)
+        dataset_id = request.query_params.get("datasetId")
+        if dataset_id is not None and not is_uri(dataset_id):
+            raise bad_request("datasetId must be a URI.")
+        delete_all = bool_param(request, "deleteAll")
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = load_entities(session, tenant, [eid]).get(eid)
+            if entity is None:
+                raise not_found(f"The entity {eid} does not exist.")
+            conds = [H.tenant == tenant, H.entity_id == eid, H.name == name]
+            if not delete_all:
+                conds.append(H.dataset_id == (dataset_id or ""))
+            result = session.execute(delete(H).where(*conds))
+            removed = int(getattr(result, "rowcount", 0) or 0)
+            per_ds = entity.attrs.get(name, {})
+            targets = list(per_ds) if delete_all else [d for d in [dataset_id or ""] if d in per_ds]
+            if not removed and not targets:
+                raise not_found(
+                    f"The entity {eid} has no attribute {attr_id}" + (f" ({dataset_id})." if dataset_id else ".")
+                )
+            for ds in targets:
+                cs.delete_attr(entity, name, ds)
+            gone = set(targets)
+            cs.history = [
+                h for h in cs.history if not (h["entity_id"] == eid and h["name"] == name and h["dataset_id"] in gone)
+            ]
+            _audit(session, principal, "context.temporal.attribute.delete", eid, attribute=name, rows=removed)
+        return Response(status_code=204)
+
+    @router.get("/entities/{entity_id:path}")
+    def retrieve_temporal(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        opts = temporal_options(request)
+        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts)
+        tq = _temporal_query(request, opts)
+        attrs = csv_param(request, "attrs")
+        names = _picked([ctx.expand(a) for a in attrs] if attrs else None, opts)
+        with _db_session(request) as session:
+            check_tenant(session, tenant)
+            entity = load_entities(session, tenant, [eid], names=[]).get(eid)
+            if entity is None:
+                raise not_found(f"The entity {eid} does not exist.")
+            if readable is not None and not set(entity.types) & readable:
+                raise NgsiError(
+                    "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
+                )
+            bodies, page = evolutions(session, tenant, [(eid, entity.types)], names, tq, opts, ctx, max_instances)
+        return respond_text(bodies[0], ctx, media, status=206 if page else 200, headers=_headers(page))
+
+    @router.delete("/entities/{entity_id:path}")
+    def delete_temporal(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = load_entities(session, tenant, [eid]).get(eid)
+            result = session.execute(delete(H).where(H.tenant == tenant, H.entity_id == eid))
+            removed = int(getattr(result, "rowcount", 0) or 0)
+            if entity is None and not removed:
+                raise not_found(f"The entity {eid} does not exist.")
+            if entity is not None:
+                cs.drop(entity)
+            cs.history = [h for h in cs.history if h["entity_id"] != eid]
+            _audit(session, principal, "context.temporal.delete", eid, rows=removed)
+        return Response(status_code=204)
+
+    return router
+
+
+def _temporal_params(raw: Any) -> dict[str, str]:
+    """A Query's ``temporalQ`` (TemporalQuery, §5.2.21) as the URL parameters it stands for."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise bad_request("temporalQ must be a TemporalQuery object.")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if key == "aggrMethods" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ",".join(value)
+        if key == "lastN" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise bad_request(f"temporalQ.{key} has an invalid value.")
+        out[key] = value
+    return out
+
+
+def _instance_where(tenant: str, eid: str, name: str, instance_id: str) -> list[Any]:
+    return [H.tenant == tenant, H.entity_id == eid, H.name == name, H.instance_id == instance_id, H.op != "delete"]

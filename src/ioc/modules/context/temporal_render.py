@@ -1,0 +1,149 @@
+"""Temporal representations of an entity (ETSI GS CIM 009 v1.8 §4.5.7, §4.5.8, §4.5.19).
+
+* normalized: every attribute is an array of its instances, each with its ``instanceId``;
+* concise: the same instances without ``type`` (the value member stays, as does observedAt);
+* simplified (``temporalValues``): ``{"type": ..., "values": [[value, time], ...]}`` (``objects``
+  for relationships, ``languageMaps``, ``vocabs``, ``jsons``, ``valueLists``, ``objectLists``);
+* aggregated (``aggregatedValues``): ``{"type": ..., "<method>": [[value, start, end], ...]}``.
+
+An attribute with several datasetIds: its instances share one array (normalized, concise); in
+the simplified and aggregated forms it is an array of one object per datasetId.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ld import ActiveContext
+from .render import RenderOptions, render_doc
+from .temporal_query import Group, Row, format_time, instance_value
+
+SIMPLIFIED_KEYS = {
+    "Property": "values",
+    "GeoProperty": "values",
+    "Relationship": "objects",
+    "LanguageProperty": "languageMaps",
+    "VocabProperty": "vocabs",
+    "JsonProperty": "jsons",
+    "ListProperty": "valueLists",
+    "ListRelationship": "objectLists",
+}
+
+
+@dataclass
+class TemporalOptions:
+    fmt: str = "normalized"  # normalized | concise | temporalValues | aggregatedValues
+    sys_attrs: bool = False
+    lang: str | None = None
+    methods: list[str] = field(default_factory=list)
+    pick: set[str] | None = None  # §4.21 projection: "id", "type" and attribute IRIs to keep
+    omit: set[str] | None = None  # ... or to leave out
+    observed: bool = True  # the time property is observedAt: simplified pairs show each instance's own text
+
+    def wanted(self, member: str) -> bool:
+        if self.pick is not None and member not in self.pick:
+            return False
+        return not (self.omit is not None and member in self.omit)
+
+
+def render_temporal(
+    entity_id: str, types: list[str], groups: list[Group], ctx: ActiveContext, opts: TemporalOptions
+) -> str:
+    """One entity's temporal evolution in the representation ``opts.fmt``, as JSON text.
+
+    Text, not objects: a year of hourly instances is 8,760 of them, and the common instance
+    (a Property with a value, observedAt and maybe unitCode, no sub-attribute) is its stored
+    document plus its instanceId, spliced as text instead of decoded, rendered and encoded again.
+    """
+    compact_types = [ctx.compact(t) for t in types]
+    parts = []
+    if opts.wanted("id"):
+        parts.append('"id":' + json.dumps(entity_id))
+    if opts.wanted("type"):
+        parts.append('"type":' + json.dumps(compact_types[0] if len(compact_types) == 1 else compact_types))
+    inst_opts = RenderOptions(fmt="concise" if opts.fmt == "concise" else "normalized", lang=opts.lang)
+    for g in groups:
+        if not opts.wanted(g.name):
+            continue
+        key = json.dumps(ctx.compact(g.name)) + ":"
+        if opts.fmt in ("normalized", "concise"):
+            items = [_instance(r, g, ctx, inst_opts, opts.sys_attrs) for r in g.rows]
+            parts.append(key + "[" + ",".join(items) + "]")
+            continue
+        datasets = g.datasets() or [""]
+        objs = [
+            _simplified(g, ds, ctx, opts.observed) if opts.fmt == "temporalValues" else _aggregated(g, ds, opts)
+            for ds in datasets
+        ]
+        parts.append(key + json.dumps(objs[0] if len(objs) == 1 else objs))
+    return "{" + ",".join(parts) + "}"
+
+
+def _instance(row: Row, g: Group, ctx: ActiveContext, opts: RenderOptions, sys_attrs: bool) -> str:
+    text = row.doc_text
+    tail = ',"instanceId":' + json.dumps(row.instance_id)
+    if sys_attrs:
+        stamp = json.dumps(format_time(row.recorded_at))
+        tail += f',"createdAt":{stamp},"modifiedAt":{stamp}'
+    if (
+        opts.fmt == "normalized"
+        and "://" not in text
+        and len(text) > 2
+        and text[-1] == "}"
+        and g.kinds.get(row.dataset_id, g.kind) not in _DECODE_KINDS
+    ):
+        return text[:-1] + tail + "}"
+    rendered = render_doc(row.doc, ctx, opts)
+    item: dict[str, Any] = rendered if isinstance(rendered, dict) else {"value": rendered}
+    return json.dumps(item)[:-1] + tail + "}"
+
+
+_DECODE_KINDS = frozenset({"LanguageProperty", "VocabProperty"})
+
+
+def _head(g: Group, ds: str) -> dict[str, Any]:
+    head: dict[str, Any] = {"type": g.kinds.get(ds, g.kind)}
+    if ds:
+        head["datasetId"] = ds
+    return head
+
+
+def _simplified(g: Group, ds: str, ctx: ActiveContext, observed: bool = True) -> dict[str, Any]:
+    out = _head(g, ds)
+    kind = out["type"]
+    pairs: list[list[Any]] = []
+    for r in g.rows:
+        if r.dataset_id != ds:
+            continue
+        value: Any
+        if kind == "Property" and r.value_num is not None and not r.value_num.is_integer():
+            value = r.value_num
+        elif kind == "Property" and r.value_num is not None:
+            value = r.doc.get("value", r.value_num)  # 120 stays 120 (not 120.0), as it was written
+        else:
+            value = instance_value(r.doc)
+            if kind == "VocabProperty":
+                value = [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(str(value))
+            elif kind == "ListRelationship" and isinstance(value, list):
+                value = [o.get("object") if isinstance(o, dict) else o for o in value]
+        stamp = r.doc.get("observedAt") if observed and r.time is not None else None
+        # the instance's own observedAt text (as for normalized instances), else the stored time
+        pairs.append([value, stamp if isinstance(stamp, str) else format_time(r.time)])
+    out[SIMPLIFIED_KEYS.get(kind, "values")] = pairs
+    return out
+
+
+def _aggregated(g: Group, ds: str, opts: TemporalOptions) -> dict[str, Any]:
+    out = _head(g, ds)
+    buckets = g.aggregates.get(ds, [])
+    for method in opts.methods:
+        out[method] = [[b.values.get(method), _period_time(b.start), _period_time(b.end)] for b in buckets]
+    return out
+
+
+def _period_time(raw: Any) -> str | None:
+    """A period bound: whole seconds without a ``.000`` fraction (``2020-08-01T12:03:00Z``)."""
+    text = format_time(raw)
+    return text[:-5] + "Z" if text is not None and text.endswith(".000Z") else text
