@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -40,45 +42,44 @@ def _token(base: str, username: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-def _alarm_key(base: str) -> str:
-    """An API key that may only raise alarms, as a sensor gateway holds."""
-    r = httpx.post(
-        f"{base}/api/v1/api-keys",
-        json={"name": "Cổng cảm biến thử nghiệm", "scopes": ["alarms:raise"]},
-        headers=_token(base, *ADMIN),
-    )
+#: The demo's water-level gauge in Thành Vinh (a registered device; báo động III at 2.9 m).
+GAUGE_DEVICE = "wl-thanh-vinh"
+
+
+def _device_key(base: str) -> str:
+    """The gauge's own device key, as the device in the field holds it."""
+    r = httpx.post(f"{base}/api/v1/devices/{GAUGE_DEVICE}/keys", headers=_token(base, *ADMIN))
     assert r.status_code == 201, r.text
     key: str = r.json()["key"]
     return key
 
 
-def raise_alarm_from_a_reading(base: str, api_key: str, *, title: str, ward_code: str) -> int:
-    """The trigger: a reading over its threshold raises an alarm (here through the alarms API).
-
-    The one place to change when the alarm comes from a simulated device reading instead.
-    """
+def raise_alarm_from_a_reading(base: str, device_key: str, *, level_m: float) -> tuple[int, str]:
+    """The trigger: the gauge device sends a water level over báo động III over HTTP telemetry;
+    the context broker stores it, the environment module sees the change and raises the flood
+    alarm. Returns the alarm's id and title."""
+    reading = {"ts": datetime.now(UTC).isoformat(), "values": {"level": level_m}}
     r = httpx.post(
-        f"{base}/api/v1/alarms",
-        json={
-            "source": f"sensor:e2e-{uuid.uuid4().hex[:8]}",
-            "type": "air.pm25",
-            "severity": "MAJOR",
-            "title": title,
-            "ward_code": ward_code,
-            "details": {"pm25": 182.0, "threshold": 50.0, "lat": 18.6796, "lon": 105.6813},
-        },
-        headers={"X-API-Key": api_key},
+        f"{base}/api/v1/devices/{GAUGE_DEVICE}/telemetry", json=reading, headers={"X-Device-Key": device_key}
     )
-    assert r.status_code == 201, r.text
-    alarm_id: int = r.json()["id"]
-    return alarm_id
+    assert r.status_code == 200, r.text
+    admin = _token(base, *ADMIN)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = httpx.get(
+            f"{base}/api/v1/alarms", params={"source": f"gauge:{GAUGE_DEVICE}", "status": "active"}, headers=admin
+        ).json()
+        if found and found[0]["severity"] == "CRITICAL":
+            return int(found[0]["id"]), str(found[0]["title"])
+        time.sleep(0.2)
+    raise AssertionError("no flood alarm was raised by the reading")
 
 
 def test_operator_sees_the_wards_and_acknowledges_a_live_alarm(browser: Browser, demo_server: LiveServer) -> None:
     from playwright.sync_api import expect
 
     base = demo_server.url
-    key = _alarm_key(base)
+    key = _device_key(base)
     context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="vi-VN")
     page = context.new_page()
     watch = PageWatch(page, base)
@@ -95,11 +96,11 @@ def test_operator_sees_the_wards_and_acknowledges_a_live_alarm(browser: Browser,
         alarms_on_map = int(page.locator('[data-layer-count="alarms"]').inner_text())
 
         # (2) a reading raises an alarm: it appears without a reload, on the feed and the map
-        title = f"PM2.5 vượt ngưỡng tại trạm thử nghiệm {uuid.uuid4().hex[:6]}"
-        alarm_id = raise_alarm_from_a_reading(base, key, title=title, ward_code=THANH_VINH)
+        alarm_id, title = raise_alarm_from_a_reading(base, key, level_m=3.4)
         item = page.locator("#alarm-feed li", has_text=title)
         expect(item).to_be_visible(timeout=10000)
         expect(item).to_have_attribute("data-status", "ACTIVE_UNACK")
+        assert "báo động III" in title
         expect(item).to_contain_text("Phường Thành Vinh")
         expect(page.locator('[data-layer-count="alarms"]')).to_have_text(str(alarms_on_map + 1), timeout=10000)
         screenshot(page, "dashboard.png")

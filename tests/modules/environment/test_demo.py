@@ -18,7 +18,7 @@ from .conftest import drain
 def test_demo_week(app: FastAPI, client: TestClient, db: Database) -> None:
     with db.session() as s:
         counts = seed_demo(s)
-    assert counts == {"air": 6, "gauge": 8, "rain": 6, "water": 2, "incidents": 4}
+    assert counts == {"air": 6, "gauge": 14, "rain": 6, "water": 2, "incidents": 4}
     with db.session() as s:
         assert seed_demo(s) == {}, "seeding twice adds nothing"
         sensor = list(s.scalars(select(Incident).where(Incident.source == "sensor")))
