@@ -283,6 +283,13 @@ def test_offline_alarm_raised_after_missed_reports_and_cleared_on_return(
         assert alarm.details["missed_reports"] == 3
     assert client.get(DEVICES + "/aq-test", headers=operator).json()["status"] == "offline"
     assert [d["id"] for d in client.get(DEVICES, params={"status": "offline"}, headers=operator).json()] == ["aq-test"]
+    assert client.get(DEVICES + "/map.geojson").status_code == 401  # the devices layer is for staff
+    layer = client.get(DEVICES + "/map.geojson", headers=staff["viewer"])
+    assert layer.headers["content-type"].startswith("application/geo+json")
+    marks = {f["properties"]["status"]: f["properties"] for f in layer.json()["features"]}
+    assert set(marks) == {"offline", "never"} and marks["offline"]["label"].endswith("mất kết nối / offline")
+    assert marks["offline"]["colour"] != marks["never"]["colour"] and "time" in marks["offline"]
+    assert all(m["colour"].startswith("#") and m["ward"] == "16681" for m in marks.values())
     # the device comes back: the alarm is cleared
     assert client.post(url, json={"pm25": 11}, headers=operator).status_code == 200
     with db.session() as s:

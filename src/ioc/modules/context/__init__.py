@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from ioc.core.registry import ModuleContext
+from ioc.core.registry import MapLayer, ModuleContext
 
 from . import validation
 from .api import PREFIX, build_router
@@ -78,6 +78,11 @@ def setup(ctx: ModuleContext) -> None:
         else None
     )
     ctx.registry.add_router(build_device_router(ingestor, lifespan))
+    ctx.registry.add_map_layer(
+        MapLayer("devices", "context.layer.devices", "/api/v1/devices/map.geojson", "devices", 40, False, ("alarm.*",))
+    )
+    ctx.registry.add_translations("vi", {"context.layer.devices": "Thiết bị IoT (hoạt động / mất kết nối)"})
+    ctx.registry.add_translations("en", {"context.layer.devices": "IoT devices (online / offline)"})
     ctx.registry.add_permission(
         "devices:manage", "Quản lý thiết bị và khoá thiết bị / manage devices and keys", roles=("admin", "operator")
     )

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -142,6 +143,16 @@ class TelemetryResult(BaseModel):
     entity_id: str
     readings: int
     ignored: list[str] = Field(description="keys not in the attribute map")
+
+
+#: The map's words and colours for a device's liveness.
+STATUS_LABELS = {
+    "online": "đang hoạt động / online",
+    "offline": "mất kết nối / offline",
+    "never": "chưa gửi dữ liệu / never reported",
+    "disabled": "đã tắt / disabled",
+}
+STATUS_COLOURS = {"online": "#1e8e3e", "offline": "#c62828", "never": "#8a8a8a", "disabled": "#5f6368"}
 
 
 def status_of(device: Device) -> Literal["online", "offline", "never", "disabled"]:
@@ -344,6 +355,28 @@ def build_router(ingestor: Ingestor, lifespan: Any = None) -> APIRouter:
         device = create_device(session, data, ingestor, db=request.app.state.db)
         audit.record(session, principal, "device.create", "device", device.id, after=snapshot(device))
         return public(device)
+
+    @router.get("/map.geojson")
+    def device_layer(session: DbSession, _principal: Reader) -> JSONResponse:
+        """The dashboard's ``devices`` layer: located devices, coloured by liveness (staff)."""
+        features = []
+        for device in session.scalars(select(Device).order_by(Device.id)):
+            status = status_of(device)
+            coords = (device.location or {}).get("coordinates")
+            if not coords:
+                continue
+            props: dict[str, Any] = {
+                "label": f"{device.name}: {STATUS_LABELS[status]}",
+                "colour": STATUS_COLOURS[status],
+                "status": status,
+                "ward": device.ward_code,
+            }
+            if device.last_seen_at is not None:
+                props["time"] = device.last_seen_at.isoformat()
+            features.append(
+                {"type": "Feature", "geometry": {"type": "Point", "coordinates": coords}, "properties": props}
+            )
+        return JSONResponse({"type": "FeatureCollection", "features": features}, media_type="application/geo+json")
 
     @router.get("/{device_id}", response_model=DevicePublic)
     def get_device(device_id: str, session: DbSession, _principal: Reader) -> DevicePublic:
