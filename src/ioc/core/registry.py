@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ioc.settings import Settings
 
 MeasureFn = Callable[[Session, date, date, str | None], float | None]
+#: Several periods at once: ``(session, [(first day, last day), ...], ward or None) -> [value, ...]``.
+ManyMeasureFn = Callable[[Session, list[tuple[date, date]], str | None], list[float | None]]
 """A KPI measure: ``fn(session, start, end, ward_code) -> value``.
 
 The period is ``start`` to ``end`` **inclusive**: both are local (Asia/Ho_Chi_Minh) calendar
@@ -95,6 +97,9 @@ class KpiMeasure:
     #: city), e.g. ``"/api/v1/services/dossiers?received_from={start}&received_to={end}"``.
     #: The KPI lineage shows it filled in.
     source_url: str | None = None
+    #: Optional: the same values for several periods with one grouped query (a KPI's series);
+    #: without it ``fn`` is called once per period.
+    many: ManyMeasureFn | None = None
 
     def source_for(self, start: date, end: date, ward_code: str | None) -> str | None:
         """:attr:`source_url` filled in for a period and a ward (None without a template)."""

@@ -252,3 +252,51 @@ def test_demo_gives_every_target_a_value_and_a_trend(client: TestClient, db: Dat
         assert k["value"] is not None, k["id"]
         assert k["trend"]["points"] >= 3, k["id"]
         assert k["status"] in ("on_track", "at_risk", "off_track"), k["id"]
+
+
+def test_every_target_is_traceable_to_its_source_rows_on_the_demo(
+    client: TestClient, db: Database, operator: Headers
+) -> None:
+    """Each of the 13 targets has a value on the demo, and each input of that value leads to the rows
+    it was computed from: the import file's lines (whose values add up to the input) or the module's
+    listing of the records (as many as the input counts)."""
+    from ioc.modules.kpi.demo import DEMO_FILE
+    from ioc.modules.kpi.demo import seed_demo as kpi_demo
+    from ioc.modules.services.demo import seed_demo as services_demo
+
+    with db.session() as s:
+        services_demo(s, per_day=5)
+        kpi_demo(s)
+    listed = client.get("/api/v1/kpis", headers=operator).json()
+    numbered = sorted((k for k in listed if k["number"]), key=lambda k: k["number"])
+    assert [k["number"] for k in numbered] == list(range(1, 14))
+    for k in numbered:
+        assert k["value"] is not None, k["id"]
+        detail = client.get(f"/api/v1/kpis/{k['id']}", headers=operator).json()
+        lineage = detail["lineage"]
+        assert lineage["formula"] and lineage["inputs"], k["id"]
+        for i in lineage["inputs"]:
+            assert i["value"] is not None, (k["id"], i["measure"])
+            if i["source"] == "import":
+                assert i["rows"] and i["row_count"] == len(i["rows"]), (k["id"], i["measure"])
+                assert all(r["file"] == DEMO_FILE and r["line"] >= 2 for r in i["rows"])
+                assert sum(r["value"] for r in i["rows"]) == pytest.approx(i["value"]), (k["id"], i["measure"])
+                ids = {r["import_id"] for r in i["rows"]}
+                with db.session() as s:
+                    stored = s.scalars(
+                        select(IndicatorValue).where(IndicatorValue.id.in_([r["id"] for r in i["rows"]]))
+                    )
+                    assert {v.import_id for v in stored} == ids
+            else:
+                assert i["source"] == "registry" and i["module"] == "services", (k["id"], i["measure"])
+                url = i["source_url"]
+                assert url, (k["id"], i["measure"])
+                rows = client.get(url + "&limit=5000" if "procedures" in url else url + "&limit=1000", headers=operator)
+                assert rows.status_code == 200, (url, rows.text)
+                assert len(rows.json()) == i["value"], (k["id"], i["measure"], url)
+        # The value is the formula applied to the inputs.
+        values = {i["measure"]: i["value"] for i in lineage["inputs"]}
+        assert lineage["period"]["label"] == detail["period"]
+        if len(values) == 2:
+            numerator, denominator = (i["value"] for i in lineage["inputs"])
+            assert detail["value"] == pytest.approx(round(100 * numerator / denominator, 4)), k["id"]

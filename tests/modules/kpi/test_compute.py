@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ioc.core.db import Database
 from ioc.core.registry import KpiMeasure
-from ioc.modules.kpi.compute import Resolver, compute, status_of, trend
+from ioc.modules.kpi.compute import Resolver, compute, compute_many, status_of, trend
 from ioc.modules.kpi.definitions import load_definitions, load_indicators
 from ioc.modules.kpi.imports import apply
 from ioc.modules.kpi.periods import Period, parse_period, period_of
@@ -128,6 +128,58 @@ def test_imported_stocks_flows_and_wards(db: Database) -> None:
     # Flow: the month's values; the quarter sums the months inside it.
     assert pollution.value == pytest.approx(75.0)
     assert q2.denominator is not None and q2.denominator.value == 10.0 and q2.value == pytest.approx(30.0)
+
+
+def test_many_periods_at_once_equal_one_by_one(db: Database) -> None:
+    """The series reads an imported indicator once for all its periods: the same values and the same
+    source rows as period by period, for stocks and flows, the city (wards summed) and a ward."""
+    with db.session() as s:
+        apply(
+            s,
+            None,
+            rows(
+                ("health.ehr_citizens", "2026-03", "16681", 90.0),
+                ("health.ehr_citizens", "2026-04", "16681", 100.0),
+                ("health.ehr_citizens", "2026-05", "16681", 110.0),
+                ("health.ehr_citizens", "2026-05", "16690", 50.0),
+                ("health.ehr_citizens", "2026-05-20", "16690", 55.0),
+                ("health.ehr_citizens", "2026-06", "", 170.0),
+                ("population.total", "2026-02", "", 400.0),
+                ("population.total", "2026-05", "16681", 300.0),
+                ("environment.incidents_total", "2026-06", "", 4.0),
+                ("environment.incidents_total", "2026-05", "", 6.0),
+                ("environment.incidents_detected_by_it", "2026-05", "16681", 1.0),
+                ("environment.incidents_detected_by_it", "2026-06", "16681", 1.0),
+                ("environment.incidents_detected_by_it", "2026-06", "16690", 2.0),
+            ),
+            source="file",
+            filename="nhieu-ky.csv",
+        )
+        res = Resolver({})
+        defs = load_definitions()
+        months = [period_of(date(2026, m, 1), "month") for m in range(1, 8)]
+        quarters = [parse_period(q) for q in ("2026-Q1", "2026-Q2", "2026-Q3")]
+        for kpi_id, periods in (("ehr-coverage", months), ("pollution-detected-by-it", months + quarters)):
+            for ward in (None, "16681", "16690"):
+                together = compute_many(s, res, defs[kpi_id], periods, ward)
+                for period, c in zip(periods, together, strict=True):
+                    alone = compute(s, res, defs[kpi_id], period, ward)
+                    assert (c.value, c.numerator.rows, c.numerator.row_count) == (
+                        alone.value,
+                        alone.numerator.rows,
+                        alone.numerator.row_count,
+                    ), (kpi_id, period, ward)
+                    assert c.denominator is not None and alone.denominator is not None
+                    assert (c.denominator.value, c.denominator.rows) == (
+                        alone.denominator.value,
+                        alone.denominator.rows,
+                    )
+        may = compute_many(s, res, defs["ehr-coverage"], months, None)[4]
+        # May, city: no city row yet, so the wards' rows ending last (31 May) are summed: 110 + 50 (the
+        # 20 May day row of 16690 ended earlier); the population is the city's own row.
+        assert may.numerator.value == 160.0 and may.denominator is not None and may.denominator.value == 400.0
+        june = compute_many(s, res, defs["ehr-coverage"], months, None)[5]
+        assert june.numerator.value == 170.0 and june.value == pytest.approx(42.5)  # the city row wins
 
 
 def test_a_day_value_counts_from_that_day(db: Database) -> None:

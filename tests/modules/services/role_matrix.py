@@ -69,6 +69,13 @@ ROWS: list[Row] = [
         url=lambda w, r: f"{PREFIX}/connectors/{_connector(w, r)}",
     ),
     Row(
+        "PATCH",
+        PREFIX + "/connectors/{connector_id}",
+        expect(200, ADMIN),
+        url=lambda w, r: f"{PREFIX}/connectors/{_connector(w, r)}",
+        json=lambda w, r: {"interval_minutes": 15, "headers": {"X-API-Key": "matrix-secret"}},
+    ),
+    Row(
         "POST",
         PREFIX + "/connectors/{connector_id}/run",
         expect(200, ADMIN),

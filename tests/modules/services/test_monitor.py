@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -188,3 +188,51 @@ def test_procedure_shares_over_time(march: Database) -> None:
 def test_fingerprint_is_stable() -> None:
     row = {"a": date(2026, 1, 1), "b": "x"}
     assert fingerprint(row, ("a", "b")) == fingerprint(dict(row), ("a", "b"))
+
+
+@pytest.mark.parametrize("ward", [None, "16681"])
+def test_each_measure_lists_exactly_the_records_it_counts(
+    march: Database, client: Any, make_user: Any, token_headers: Any, ward: str | None
+) -> None:
+    """The source URL of every measure (the lineage's link) lists as many records as the measure counts."""
+    from ioc.modules.services import SOURCES
+
+    viewer = token_headers(make_user("viewer"))
+    for name, (fn, _unit) in MEASURES.items():
+        with march.session() as s:
+            value = fn(s, *MARCH, ward)
+        url = SOURCES[name].format(start=MARCH[0].isoformat(), end=MARCH[1].isoformat(), ward=ward or "")
+        r = client.get(url + "&limit=1000", headers=viewer)
+        assert r.status_code == 200, (url, r.text)
+        if value is None:  # the catalogue has no ward breakdown
+            assert ward is not None and name.startswith("services.procedures")
+            continue
+        assert len(r.json()) == value, (name, url, [d.get("code") for d in r.json()])
+    # The hand-made cases behind the on-time listing: C (on time) and A (early); not D (late).
+    r = client.get(SOURCES["services.dossiers_resolved_on_time"].format(start="2026-03-01", end="2026-03-31", ward=""))
+    assert r.status_code == 401  # source records are for staff
+    on_time = client.get(
+        "/api/v1/services/dossiers?resolved_from=2026-03-01&resolved_to=2026-03-31&status=resolved&on_time=true",
+        headers=viewer,
+    ).json()
+    late = client.get(
+        "/api/v1/services/dossiers?resolved_from=2026-03-01&resolved_to=2026-03-31&on_time=false", headers=viewer
+    ).json()
+    assert sorted(d["code"] for d in on_time) == ["A", "C"] and [d["code"] for d in late] == ["D"]
+
+
+def test_many_periods_in_one_query_equal_one_by_one(march: Database) -> None:
+    """A KPI series asks the dossier measures for twelve periods at once: the grouped answer is the
+    per-period one (months, a quarter; a span that is not whole months falls back period by period)."""
+    from ioc.modules.services.monitor import MANY
+
+    months = [(date(2026, m, 1), date(2026, m + 1, 1) - timedelta(days=1)) for m in range(1, 5)]
+    for spans in (months, [(date(2026, 1, 1), date(2026, 3, 31))], [(date(2026, 3, 5), date(2026, 3, 20)), *months]):
+        for ward in (None, "16681", "16690"):
+            with march.session() as s:
+                for name, many in MANY.items():
+                    fn = MEASURES[name][0]
+                    assert many(s, spans, ward) == [fn(s, a, b, ward) for a, b in spans], (name, spans, ward)
+    with march.session() as s:
+        march_only = MANY["services.dossiers_received"](s, months, None)
+    assert march_only[2] == 7 and march_only[3] == 1  # the hand count: 7 received in March, J in April

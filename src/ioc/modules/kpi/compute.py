@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ioc.core.db import utcnow
@@ -126,6 +126,28 @@ class Resolver:
             return imported(session, indicator, start, end, ward)
         return Input(name, None, "missing")
 
+    def evaluate_many(self, session: Session, name: str, spans: list[Span], ward: str | None) -> list[Input]:
+        """:meth:`evaluate` over several periods: a registered measure that offers ``many`` answers them
+        with one grouped query, an imported indicator's rows are read once for all."""
+        registered = self.measures.get(name)
+        if registered is not None and registered.many is not None and len(spans) > 1:
+            values = registered.many(session, spans, ward)
+            module = name.split(".", 1)[0]
+            return [
+                Input(
+                    name,
+                    None if v is None else float(v),
+                    "registry",
+                    module,
+                    source_url=registered.source_for(a, b, ward),
+                )
+                for (a, b), v in zip(spans, values, strict=True)
+            ]
+        indicator = self.indicators.get(name)
+        if registered is None and indicator is not None:
+            return imported_many(session, indicator, spans, ward)
+        return [self.evaluate(session, name, start, end, ward) for start, end in spans]
+
 
 def _row_doc(row: IndicatorValue, filename: str) -> dict[str, Any]:
     return {
@@ -140,57 +162,79 @@ def _row_doc(row: IndicatorValue, filename: str) -> dict[str, Any]:
     }
 
 
+Span = tuple[date, date]
+
+
 def imported(session: Session, indicator: Indicator, start: date, end: date, ward: str | None) -> Input:
     """An imported indicator over ``[start, end]``: the latest value up to ``end`` (stocks) or the
     sum of the values reported inside the period (flows); for the city, the sum of the wards'
     values when no city value was imported and the indicator is additive."""
+    return imported_many(session, indicator, [(start, end)], ward)[0]
+
+
+def _chosen(
+    indicator: Indicator, own: list[IndicatorValue], wards: list[IndicatorValue], span: Span
+) -> list[IndicatorValue]:
+    """The rows an imported indicator's value over ``span`` is made of (see :func:`imported`)."""
+    start, end = span
+    if indicator.aggregation == "last":
+        upto = [r for r in own if r.period_end <= end]
+        if upto:
+            return [max(upto, key=lambda r: (r.period_end, r.period_start))]
+        upto = [r for r in wards if r.period_end <= end]
+        if not upto:
+            return []
+        last_end = max(r.period_end for r in upto)
+        # several wards' rows for the same day but different period starts: keep the newest per ward
+        newest: dict[str, IndicatorValue] = {}
+        for r in upto:
+            if r.period_end == last_end and (
+                r.ward_code not in newest or r.period_start > newest[r.ward_code].period_start
+            ):
+                newest[r.ward_code] = r
+        return [newest[w] for w in sorted(newest)]
+    inside = sorted((r for r in own if r.period_start >= start and r.period_end <= end), key=lambda r: r.period_start)
+    if inside:
+        return inside
+    return sorted(
+        (r for r in wards if r.period_start >= start and r.period_end <= end),
+        key=lambda r: (r.period_start, r.ward_code),
+    )
+
+
+def imported_many(session: Session, indicator: Indicator, spans: list[Span], ward: str | None) -> list[Input]:
+    """:func:`imported` over several periods, reading the indicator's rows once (one query, plus one
+    for the import files named in the lineage)."""
+    if not spans:
+        return []
     iv = IndicatorValue
     key = ward or ""
-    rows: list[IndicatorValue]
-    if indicator.aggregation == "last":
-        latest = session.scalar(
-            select(iv)
-            .where(iv.measure == indicator.name, iv.ward_code == key, iv.period_end <= end)
-            .order_by(iv.period_end.desc(), iv.period_start.desc())
-            .limit(1)
-        )
-        rows = [latest] if latest is not None else []
-        if not rows and ward is None and indicator.additive:
-            last_end = session.scalar(
-                select(func.max(iv.period_end)).where(
-                    iv.measure == indicator.name, iv.ward_code != "", iv.period_end <= end
-                )
-            )
-            if last_end is not None:
-                rows = list(
-                    session.scalars(
-                        select(iv)
-                        .where(iv.measure == indicator.name, iv.ward_code != "", iv.period_end == last_end)
-                        .order_by(iv.ward_code)
-                    )
-                )
-                # several wards' rows for the same day but different period starts: keep the newest per ward
-                newest: dict[str, IndicatorValue] = {}
-                for r in rows:
-                    if r.ward_code not in newest or r.period_start > newest[r.ward_code].period_start:
-                        newest[r.ward_code] = r
-                rows = list(newest.values())
-    else:
-        base = select(iv).where(iv.measure == indicator.name, iv.period_start >= start, iv.period_end <= end)
-        rows = list(session.scalars(base.where(iv.ward_code == key).order_by(iv.period_start)))
-        if not rows and ward is None and indicator.additive:
-            rows = list(session.scalars(base.where(iv.ward_code != "").order_by(iv.period_start, iv.ward_code)))
-    if not rows:
-        return Input(indicator.name, None, "import")
-    found = session.execute(
-        select(IndicatorImport.id, IndicatorImport.filename).where(IndicatorImport.id.in_({r.import_id for r in rows}))
-    )
+    fallback = ward is None and indicator.additive  # the city as the sum of its wards
+    conds = [iv.measure == indicator.name, iv.period_end <= max(end for _, end in spans)]
+    if indicator.aggregation != "last":
+        conds.append(iv.period_start >= min(start for start, _ in spans))
+    if not fallback:
+        conds.append(iv.ward_code == key)
+    rows = list(session.scalars(select(iv).where(*conds).order_by(iv.period_start, iv.ward_code, iv.id)))
+    own = [r for r in rows if r.ward_code == key]
+    wards = [r for r in rows if r.ward_code != ""] if fallback else []
+    chosen = [_chosen(indicator, own, wards, span) for span in spans]
+    import_ids = {r.import_id for picked in chosen for r in picked}
     files: dict[int, str] = {}
-    for import_id, filename in found:  # (a Result is not a mapping source for dict())
-        files[import_id] = filename
-    value = float(sum(r.value for r in rows))
-    docs = [_row_doc(r, files.get(r.import_id, "")) for r in rows[:MAX_LINEAGE_ROWS]]
-    return Input(indicator.name, value, "import", None, docs, len(rows))
+    if import_ids:
+        found = session.execute(
+            select(IndicatorImport.id, IndicatorImport.filename).where(IndicatorImport.id.in_(import_ids))
+        )
+        for import_id, filename in found:  # (a Result is not a mapping source for dict())
+            files[import_id] = filename
+    out: list[Input] = []
+    for picked in chosen:
+        if not picked:
+            out.append(Input(indicator.name, None, "import"))
+            continue
+        docs = [_row_doc(r, files.get(r.import_id, "")) for r in picked[:MAX_LINEAGE_ROWS]]
+        out.append(Input(indicator.name, float(sum(r.value for r in picked)), "import", None, docs, len(picked)))
+    return out
 
 
 def compute(
@@ -199,6 +243,24 @@ def compute(
     """The value of ``kpi`` over ``period`` (city, or ``ward``) with its inputs."""
     num = resolver.evaluate(session, kpi.numerator, period.start, period.end, ward)
     den = resolver.evaluate(session, kpi.denominator, period.start, period.end, ward) if kpi.denominator else None
+    return _combine(kpi, period, ward, num, den)
+
+
+def compute_many(
+    session: Session, resolver: Resolver, kpi: KpiDefinition, periods: list[Period], ward: str | None = None
+) -> list[Computed]:
+    """:func:`compute` over several periods; imported inputs are read once for all of them."""
+    if not periods:
+        return []
+    spans = [(p.start, p.end) for p in periods]
+    nums = resolver.evaluate_many(session, kpi.numerator, spans, ward)
+    dens: list[Input | None] = (
+        list(resolver.evaluate_many(session, kpi.denominator, spans, ward)) if kpi.denominator else [None] * len(spans)
+    )
+    return [_combine(kpi, p, ward, n, d) for p, n, d in zip(periods, nums, dens, strict=True)]
+
+
+def _combine(kpi: KpiDefinition, period: Period, ward: str | None, num: Input, den: Input | None) -> Computed:
     value: float | None = None
     if num.value is not None:
         if den is None:
@@ -323,11 +385,19 @@ def refresh(
         points: list[tuple[Period, float]] = []
         latest_row: KpiValue | None = None
         latest_changed = False
-        for index, period in enumerate(periods):
+        due = [
+            p
+            for index, p in enumerate(periods)
+            if force
+            or index >= len(periods) - 1 - recompute_closed
+            or existing.get(p.start) is None
+            or existing[p.start].value is None
+        ]
+        computed = dict(zip(due, compute_many(session, resolver, kpi, due), strict=True))
+        for period in periods:
             row = existing.get(period.start)
-            recent = index >= len(periods) - 1 - recompute_closed
-            if force or recent or row is None or row.value is None:
-                c = compute(session, resolver, kpi, period)
+            c = computed.get(period)
+            if c is not None:
                 if c.value is not None:
                     points.append((period, c.value))
                 status = status_of(kpi, c.value, trend(points, kpi, until))
@@ -335,7 +405,7 @@ def refresh(
                 changed_total += changed
                 if row.value is not None:
                     latest_row, latest_changed = row, changed
-            elif row.value is not None:
+            elif row is not None and row.value is not None:
                 points.append((period, row.value))
                 latest_row, latest_changed = row, False
         if latest_row is not None and latest_changed:
@@ -358,12 +428,14 @@ def series(
     (when ``live``), and any missing past period computed on the fly (not stored)."""
     periods = last_periods(kpi.period, history)
     stored = stored_series(session, kpi, periods[0].start)
+    due = [p for i, p in enumerate(periods) if (live and i == len(periods) - 1) or p.start not in stored]
+    computed = dict(zip(due, compute_many(session, resolver, kpi, due), strict=True))
     out: list[dict[str, Any]] = []
-    for index, period in enumerate(periods):
+    for period in periods:
         row = stored.get(period.start)
-        current = index == len(periods) - 1
-        if (current and live) or row is None:
-            c = compute(session, resolver, kpi, period)
+        c = computed.get(period)
+        if c is not None or row is None:
+            c = c or compute(session, resolver, kpi, period)
             out.append(
                 {
                     "period": period.label,

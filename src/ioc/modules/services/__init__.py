@@ -11,7 +11,7 @@ from ioc.core.registry import KpiMeasure, ModuleContext, Panel
 from .api import pages, router
 from .connectors import poll_due
 from .demo import seed_demo
-from .monitor import MEASURES
+from .monitor import MANY, MEASURES
 from .texts import EN, VI
 
 HERE = Path(__file__).resolve().parent
@@ -19,13 +19,17 @@ STAFF = ("operator", "agency_officer", "ward_officer", "viewer")
 
 
 #: Where the rows behind each measure are listed (see ``KpiMeasure.source_url``).
+_RECEIVED = "/api/v1/services/dossiers?received_from={start}&received_to={end}&ward_code={ward}"
+_RESOLVED = "/api/v1/services/dossiers?status=resolved&resolved_from={start}&resolved_to={end}&ward_code={ward}"
 SOURCES = {
     "services.procedures_total": "/api/v1/services/procedures?at={end}",
     "services.procedures_online_partial": "/api/v1/services/procedures?at={end}&level=partial",
     "services.procedures_online_full": "/api/v1/services/procedures?at={end}&level=full",
-    "services.dossiers_received": "/api/v1/services/dossiers?received_from={start}&received_to={end}&ward_code={ward}",
-    "services.dossiers_resolved": "/api/v1/services/dossiers?status=resolved&ward_code={ward}",
-    "services.dossiers_resolved_on_time": "/api/v1/services/dossiers?status=resolved&ward_code={ward}",
+    "services.dossiers_received": _RECEIVED,
+    "services.dossiers_online_service": _RECEIVED + "&channel=online&service_level=partial&service_level=full",
+    "services.dossiers_full": _RECEIVED + "&service_level=full",
+    "services.dossiers_resolved": _RESOLVED,
+    "services.dossiers_resolved_on_time": _RESOLVED + "&on_time=true",
 }
 
 
@@ -53,7 +57,7 @@ def setup(ctx: ModuleContext) -> None:
     ctx.registry.allow_body("/api/v1/services/imports", 31_000_000)
     ctx.registry.allow_body("/api/v1/services/dossiers", 10_000_000)
     for name, (fn, unit) in MEASURES.items():
-        ctx.registry.add_measure(KpiMeasure(name, fn, unit=unit, source_url=SOURCES.get(name)))
+        ctx.registry.add_measure(KpiMeasure(name, fn, unit=unit, source_url=SOURCES.get(name), many=MANY.get(name)))
     ctx.registry.add_panel(Panel("services", "services.panel.title", "/api/v1/services/panel", order=40))
     ctx.registry.add_translations("vi", VI)
     ctx.registry.add_translations("en", EN)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
+from sqlalchemy import and_, not_, select
 
 from ioc.core import audit
 from ioc.core.auth import CurrentPrincipal, Principal, Requires, Role
@@ -23,6 +23,7 @@ from .records import VN
 from .schemas import (
     ConnectorCreate,
     ConnectorPublic,
+    ConnectorUpdate,
     DossierPublic,
     ImportPublic,
     ImportResult,
@@ -103,31 +104,45 @@ def list_dossiers(
     principal: Reader,
     received_from: date | None = None,
     received_to: date | None = None,
+    resolved_from: date | None = None,
+    resolved_to: date | None = None,
     agency_id: Annotated[str | None, Query(max_length=64)] = None,
     ward_code: Annotated[str | None, Query(max_length=8)] = None,
     procedure_code: Annotated[str | None, Query(max_length=64)] = None,
     channel: Literal["online", "in_person", "post"] | None = None,
-    service_level: Literal["full", "partial", "direct"] | None = None,
+    service_level: Annotated[list[Literal["full", "partial", "direct"]] | None, Query()] = None,
     status: Literal["received", "in_progress", "resolved", "returned", "withdrawn"] | None = None,
+    on_time: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[Dossier]:
-    """Dossier records (the source rows behind the monitor and the KPIs), newest first."""
+    """Dossier records (the source rows behind the monitor and the KPIs), newest first.
+
+    Dates are local days, both ends inclusive; ``service_level`` may be repeated (any of them);
+    ``on_time``: closed by the due time, or without one (true), or after it (false)."""
     agency_id, ward_code = remit(principal, agency_id, ward_code)
     stmt = select(Dossier).order_by(Dossier.received_at.desc(), Dossier.id.desc())
-    if received_from or received_to:
-        s, e = day_bounds(received_from or date(1990, 1, 1), received_to or date(2100, 1, 1))
-        stmt = stmt.where(Dossier.received_at >= s, Dossier.received_at < e)
-    for column, value in (
+    for moment, lo, hi in (
+        (Dossier.received_at, received_from, received_to),
+        (Dossier.resolved_at, resolved_from, resolved_to),
+    ):
+        if lo or hi:
+            s, e = day_bounds(lo or date(1990, 1, 1), hi or date(2100, 1, 1))
+            stmt = stmt.where(moment >= s, moment < e)
+    for field, value in (
         (Dossier.agency_id, agency_id),
         (Dossier.ward_code, ward_code),
         (Dossier.procedure_code, procedure_code),
         (Dossier.channel, channel),
-        (Dossier.service_level, service_level),
         (Dossier.status, status),
     ):
         if value:
-            stmt = stmt.where(column == value)
+            stmt = stmt.where(field == value)
+    if service_level:
+        stmt = stmt.where(Dossier.service_level.in_(service_level))
+    if on_time is not None:
+        late = and_(Dossier.resolved_at.is_not(None), Dossier.due_at.is_not(None), Dossier.resolved_at > Dossier.due_at)
+        stmt = stmt.where(Dossier.resolved_at.is_not(None), not_(late) if on_time else late)
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
@@ -201,18 +216,59 @@ def list_connectors(session: DbSession, principal: Admin) -> list[Connector]:
     return list(session.scalars(select(Connector).order_by(Connector.name)))
 
 
-@router.post("/connectors", response_model=ConnectorPublic, status_code=201)
-def create_connector(body: ConnectorCreate, session: DbSession, principal: Admin) -> Connector:
-    """Declare a JSON HTTP endpoint to poll on a schedule, with its field mapping."""
-    problems = conn.check_mapping(body.mapping, body.value_maps)
+def _check_connector(mapping: dict[str, Any], value_maps: dict[str, Any], headers: dict[str, Any]) -> None:
+    problems = conn.check_mapping(mapping, value_maps)
     if problems:
         raise Problem(422, "Ánh xạ trường không hợp lệ (bad mapping): " + "; ".join(problems), code="bad-mapping")
+    problems = conn.check_headers(headers)
+    if problems:
+        raise Problem(422, "Tiêu đề HTTP không hợp lệ (bad headers): " + "; ".join(problems), code="bad-headers")
+
+
+def _snapshot(row: Connector) -> dict[str, Any]:
+    """The connector as audited: header values masked."""
+    return ConnectorPublic.model_validate(row).model_dump(mode="json", exclude={"last_run_at", "last_counts"})
+
+
+@router.post("/connectors", response_model=ConnectorPublic, status_code=201)
+def create_connector(body: ConnectorCreate, session: DbSession, principal: Admin) -> Connector:
+    """Declare a JSON HTTP endpoint to poll on a schedule, with its field mapping and request headers."""
+    _check_connector(body.mapping, body.value_maps, body.headers)
     if session.scalar(select(Connector.id).where(Connector.name == body.name)) is not None:
         raise Problem(409, f"Đã có bộ kết nối '{body.name}' (connector exists).", code="connector-exists")
     row = Connector(**body.model_dump(), created_by=principal.name, created_at=utcnow())
     session.add(row)
     session.flush()
-    audit.record(session, principal, "services.connector.create", "connector", row.id, after=body.model_dump())
+    audit.record(session, principal, "services.connector.create", "connector", row.id, after=_snapshot(row))
+    return row
+
+
+@router.patch("/connectors/{connector_id}", response_model=ConnectorPublic)
+def update_connector(connector_id: int, body: ConnectorUpdate, session: DbSession, principal: Admin) -> Connector:
+    """Change a connector (e.g. rotate its credentials); ``headers`` replaces them all, a value sent
+    back as shown (masked) keeps the stored one."""
+    row = _connector(session, connector_id)
+    before = _snapshot(row)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("headers") is not None:
+        changes["headers"] = conn.merge_headers(dict(row.headers or {}), changes["headers"])
+    for name in ("mapping", "value_maps", "headers", "url", "items_path", "interval_minutes", "enabled"):
+        if name in changes and changes[name] is None:
+            raise Problem(422, f"'{name}' không được để trống (may not be null).", code="bad-connector")
+    _check_connector(
+        changes.get("mapping", row.mapping), changes.get("value_maps", row.value_maps), changes.get("headers", {})
+    )
+    old_headers = dict(row.headers or {})
+    for name, value in changes.items():
+        setattr(row, name, value)
+    session.flush()
+    after = _snapshot(row)
+    if "headers" in changes:
+        new_headers = changes["headers"]
+        after["headers_changed"] = sorted(
+            {n for n in set(old_headers) | set(new_headers) if old_headers.get(n) != new_headers.get(n)}
+        )
+    audit.record(session, principal, "services.connector.update", "connector", connector_id, before=before, after=after)
     return row
 
 
@@ -226,7 +282,7 @@ def _connector(session: DbSession, connector_id: int) -> Connector:
 @router.delete("/connectors/{connector_id}", status_code=204)
 def delete_connector(connector_id: int, session: DbSession, principal: Admin) -> Response:
     row = _connector(session, connector_id)
-    before = ConnectorPublic.model_validate(row).model_dump(mode="json")
+    before = _snapshot(row)
     session.delete(row)
     audit.record(session, principal, "services.connector.delete", "connector", connector_id, before=before)
     return Response(status_code=204)

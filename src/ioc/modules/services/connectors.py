@@ -4,12 +4,18 @@ A connector names the URL, where the list sits in the answer (``items_path``, do
 field of a record feeds each of ours (``mapping``, dotted paths) and optional value maps (e.g.
 ``{"service_level": {"4": "full", "3": "partial"}}``). A poll whose records do not all validate
 writes nothing: the connector's status keeps the row-level errors for the operators.
+
+A connector may send request headers of its own (``headers``: e.g. ``Authorization: Bearer …``
+or an API-key header). Their values are credentials: they are sent only to the connector's URL
+(redirects are not followed), and every answer of the API and every audit row shows them masked
+(:func:`mask_headers`); only the header names are shown in clear.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +32,14 @@ from .records import DOSSIER_FIELDS, Reference, check_rows, record_batch, upsert
 log = logging.getLogger("ioc.services.connectors")
 MAX_RESPONSE_BYTES = 20_000_000
 REQUIRED_MAPPING = ("code", "procedure_code", "agency_id", "service_level", "channel", "received_at")
+MAX_HEADERS = 20
+MASK = "••••••"
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]{1,4096}$")
+#: Headers the HTTP client sets itself (or that would change the exchange's framing).
+RESERVED_HEADERS = frozenset(
+    ("host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer")
+)
 
 
 class ConnectorError(RuntimeError):
@@ -60,6 +74,46 @@ def check_mapping(mapping: dict[str, Any], value_maps: dict[str, Any]) -> list[s
     return problems
 
 
+def check_headers(headers: dict[str, Any]) -> list[str]:
+    """What is wrong with a connector's request headers (empty when they are usable); never quotes a value."""
+    problems: list[str] = []
+    if len(headers) > MAX_HEADERS:
+        problems.append(f"at most {MAX_HEADERS} headers")
+    seen: set[str] = set()
+    for name, value in headers.items():
+        shown = name[:100]
+        if not _HEADER_NAME.match(name):
+            problems.append(f"'{shown}' is not a valid header name")
+            continue
+        if name.lower() in RESERVED_HEADERS:
+            problems.append(f"header '{name}' is set by the connector itself")
+        if name.lower() in seen:
+            problems.append(f"header '{name}' given twice")
+        seen.add(name.lower())
+        if not isinstance(value, str) or not _HEADER_VALUE.match(value):
+            problems.append(f"value of '{name}' must be 1-4096 printable ASCII characters")
+    return problems
+
+
+def mask(value: str) -> str:
+    """A header value as shown back: the authentication scheme (``Bearer``, ``Basic`` …) and a mask."""
+    scheme, _, rest = value.partition(" ")
+    if rest and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,20}", scheme):
+        return f"{scheme} {MASK}"
+    return MASK
+
+
+def mask_headers(headers: dict[str, Any] | None) -> dict[str, str]:
+    """The headers with every value masked (for answers and audit rows)."""
+    return {name: mask(str(value)) for name, value in (headers or {}).items()}
+
+
+def merge_headers(old: dict[str, Any], new: dict[str, str]) -> dict[str, str]:
+    """``new`` as the connector's headers, where a value sent back masked keeps the stored one."""
+    kept = {name for name, value in new.items() if name in old and value == mask(str(old[name]))}
+    return {name: str(old[name]) if name in kept else value for name, value in new.items()}
+
+
 def map_record(item: Any, mapping: dict[str, str], value_maps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One of our rows from one of their records."""
     row: dict[str, Any] = {}
@@ -72,12 +126,15 @@ def map_record(item: Any, mapping: dict[str, str], value_maps: dict[str, dict[st
     return row
 
 
-def fetch(url: str, items_path: str, client: httpx.Client | None = None) -> list[Any]:
-    """The list of records at ``url`` (at most :data:`MAX_RESPONSE_BYTES`)."""
+def fetch(
+    url: str, items_path: str, client: httpx.Client | None = None, headers: dict[str, str] | None = None
+) -> list[Any]:
+    """The list of records at ``url`` (at most :data:`MAX_RESPONSE_BYTES`), sending ``headers``."""
     own = client is None
     http = client or httpx.Client(timeout=30.0, follow_redirects=False)
+    sent = {"Accept": "application/json", **(headers or {})}
     try:
-        with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        with http.stream("GET", url, headers=sent, follow_redirects=False) as response:
             if response.status_code != 200:
                 raise ConnectorError(f"HTTP {response.status_code} from {url}")
             body = bytearray()
@@ -104,7 +161,7 @@ def poll(session: Session, connector: Connector, client: httpx.Client | None = N
     """Poll one connector now; writes the dossiers and the connector's status in ``session``."""
     connector.last_run_at = utcnow()
     try:
-        items = fetch(connector.url, connector.items_path, client)
+        items = fetch(connector.url, connector.items_path, client, dict(connector.headers or {}))
     except ConnectorError as exc:
         connector.last_status, connector.last_error, connector.last_counts = "error", str(exc)[:2000], None
         return {"status": "error", "error": str(exc)}

@@ -124,6 +124,8 @@ class Connector(Base):
     items_path: Mapped[str] = mapped_column(String(200), default="")
     mapping: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     value_maps: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    #: Request headers sent with each poll (credentials: shown masked, see ``connectors.mask_headers``).
+    headers: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict, server_default="{}")
     interval_minutes: Mapped[int] = mapped_column(Integer, default=60)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -25,6 +25,7 @@ still running reads raw rows, those of the dossiers still open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -387,6 +388,63 @@ def m_dossiers_resolved_on_time(session: Session, start: date, end: date, ward: 
     sums = _period_sums(session, start, end, ward)
     return float(sums.resolved - sums.late)
 
+
+# Several periods at once (a KPI's series): one grouped query instead of one per period. (The
+# catalogue measures stay one small query per period: one query with three sums per period for
+# twelve periods was measured slower on PostgreSQL.)
+
+
+def _month_aligned(start: date, end: date) -> bool:
+    return start.day == 1 and (end + timedelta(days=1)).day == 1
+
+
+def _period_sums_many(session: Session, spans: list[tuple[date, date]], ward: str | None) -> list[rollups.Sums]:
+    """:func:`_period_sums` of each span; whole months (and quarters, years) from one query over the
+    month-grain roll-ups grouped by month, other spans one by one."""
+    if not spans or not all(_month_aligned(a, b) for a, b in spans):
+        return [_period_sums(session, a, b, ward) for a, b in spans]
+    r = rollups.DossierRollup
+    conds: list[ColumnElement[bool]] = [
+        r.level == rollups.level_for(None, None, ward, None),
+        r.grain == "m",
+        r.bucket >= min(a for a, _ in spans),
+        r.bucket <= max(b for _, b in spans),
+    ]
+    if ward:
+        conds.append(r.ward_code == ward)
+    stmt = (
+        select(r.bucket.label("month"), *[func.sum(getattr(r, c)).label(c) for c in rollups.COUNTERS])
+        .where(*conds)
+        .group_by(r.bucket)
+    )
+    months = list(session.execute(stmt))
+    out = []
+    for a, b in spans:
+        sums = rollups.Sums()
+        for row in months:
+            if a <= row.month <= b:
+                sums.add(row)
+        out.append(sums)
+    return out
+
+
+ManyFn = Callable[[Session, list[tuple[date, date]], str | None], list[float | None]]
+
+
+def _many_dossiers(value: Callable[[rollups.Sums], int]) -> ManyFn:
+    def many(session: Session, spans: list[tuple[date, date]], ward: str | None) -> list[float | None]:
+        return [float(value(s)) for s in _period_sums_many(session, spans, ward)]
+
+    return many
+
+
+MANY: dict[str, ManyFn] = {
+    "services.dossiers_received": _many_dossiers(lambda s: s.received),
+    "services.dossiers_online_service": _many_dossiers(lambda s: s.online_service),
+    "services.dossiers_full": _many_dossiers(lambda s: s.full),
+    "services.dossiers_resolved": _many_dossiers(lambda s: s.resolved),
+    "services.dossiers_resolved_on_time": _many_dossiers(lambda s: s.resolved - s.late),
+}
 
 MEASURES = {
     "services.procedures_total": (m_procedures_total, "thủ tục"),

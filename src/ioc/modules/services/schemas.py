@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ioc.core.auth import InputModel
+
+from .connectors import mask_headers
 
 
 class PushBody(InputModel):
@@ -24,8 +26,22 @@ class ConnectorCreate(InputModel):
     items_path: str = Field(default="", max_length=200)
     mapping: dict[str, str]
     value_maps: dict[str, dict[str, str]] = Field(default_factory=dict)
+    #: Request headers sent with each poll, e.g. ``{"Authorization": "Bearer …"}`` or ``{"X-API-Key": "…"}``.
+    headers: dict[str, str] = Field(default_factory=dict)
     interval_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     enabled: bool = True
+
+
+class ConnectorUpdate(InputModel):
+    """Changes to a connector; ``headers`` replaces them all (a value sent back masked keeps the stored one)."""
+
+    url: str | None = Field(default=None, min_length=8, max_length=1000, pattern=r"^https?://")
+    items_path: str | None = Field(default=None, max_length=200)
+    mapping: dict[str, str] | None = None
+    value_maps: dict[str, dict[str, str]] | None = None
+    headers: dict[str, str] | None = None
+    interval_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    enabled: bool | None = None
 
 
 class ConnectorPublic(BaseModel):
@@ -37,12 +53,19 @@ class ConnectorPublic(BaseModel):
     items_path: str
     mapping: dict[str, Any]
     value_maps: dict[str, Any]
+    #: Header names in clear, values masked (credentials are never shown back).
+    headers: dict[str, str]
     interval_minutes: int
     enabled: bool
     last_run_at: datetime | None
     last_status: str
     last_error: str | None
     last_counts: dict[str, Any] | None
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _masked(cls, value: Any) -> dict[str, str]:
+        return mask_headers(value if isinstance(value, dict) else {})
 
 
 class DossierPublic(BaseModel):
