@@ -38,6 +38,8 @@ from ioc.core.db import Database
 from ioc.demo import seed_agencies
 from ioc.settings import Settings
 
+pytest_plugins = ["tests.web.fixtures"]
+
 PG_URL = os.environ.get("IOC_TEST_DATABASE_URL", "")
 MQTT_URL = os.environ.get("IOC_TEST_MQTT_URL", "")
 REQUIRE = os.environ.get("IOC_TEST_REQUIRE_SERVICES") == "1"

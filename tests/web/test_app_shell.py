@@ -359,7 +359,13 @@ def test_dashboard_config_lists_layers_and_live_sources(client: TestClient, make
     _login(client, make_user("operator").username)
     page = client.get("/dashboard").text
     config = json.loads(re.search(r'id="ioc-config">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
-    assert [layer["id"] for layer in config["layers"]] == ["air-stations", "flood-gauges", "reports", "devices", "alarms"]
+    assert [layer["id"] for layer in config["layers"]] == [
+        "air-stations",
+        "flood-gauges",
+        "reports",
+        "devices",
+        "alarms",
+    ]
     assert config["alarmsUrl"] == "/api/v1/alarms"
     assert config["eventsUrl"] == "/api/v1/events/stream"
     assert config["kpisUrl"] == "/api/v1/kpis"

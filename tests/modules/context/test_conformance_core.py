@@ -16,6 +16,8 @@ import pytest
 
 from .conftest import CORE, LD, Ngsi
 
+NULL = "urn:ngsi-ld:null"
+
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 J = "application/json"
 GEO = "application/geo+json"
@@ -484,3 +486,17 @@ def test_purge_entities(ngsi: Ngsi) -> None:
     assert ngsi.get("/entities/urn:ngsi-ld:Purge:1").status_code == 404
     assert ngsi.get("/entities/urn:ngsi-ld:Keep:1").status_code == 200
     assert ngsi.delete("/entities", params={"type": "PurgeT"}).status_code == 404
+
+
+def test_ngsi_ld_null_deletes_a_relationship_in_update_and_partial_update(ngsi: Ngsi) -> None:
+    """§5.5.4 / TP 046_22_10: ``"object": "urn:ngsi-ld:null"`` in Update Attributes (§5.6.2) and in
+    a partial attribute update (§5.6.4) deletes the Relationship, as ``"value"`` does a Property."""
+    rel = {"type": "Relationship", "object": "urn:ngsi-ld:Building:b1"}
+    body = {"id": "urn:ngsi-ld:Vehicle:null-rel", "type": "Vehicle", "isParked": rel, "owner": rel}
+    ngsi.create(body)
+    r = ngsi.patch("/entities/urn:ngsi-ld:Vehicle:null-rel/attrs", json={"isParked": {**rel, "object": NULL}})
+    assert r.status_code == 204, r.text
+    r = ngsi.patch("/entities/urn:ngsi-ld:Vehicle:null-rel/attrs/owner", json={"object": NULL})
+    assert r.status_code == 204, r.text
+    entity = ngsi.get("/entities/urn:ngsi-ld:Vehicle:null-rel").json()
+    assert "isParked" not in entity and "owner" not in entity

@@ -7,33 +7,15 @@ package is missing, unless IOC_TEST_BROWSER=1, which turns the skip into a failu
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from ioc.settings import Settings
-from tests.conftest import SECRET, LiveServer
+from tests.conftest import LiveServer
+from tests.web.browsing import SCREENSHOTS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-REPO = Path(__file__).resolve().parents[3]
-SCREENSHOTS = REPO / "var" / "screenshots"
 DEMO_ADMIN = ("admin", "admin-demo-2025")
-FORCED = os.environ.get("IOC_TEST_BROWSER") == "1"
 #: The status colours of the wall (left border of a card), as the browser computes them.
 COLOURS = {
     "on_track": "rgb(30, 123, 52)",
@@ -41,46 +23,6 @@ COLOURS = {
     "off_track": "rgb(180, 35, 24)",
 }
 LOGIN_ONLY = "infrastructure-security"  # target 5, public = false
-
-
-def _unavailable(reason: str) -> None:
-    if FORCED:
-        pytest.fail(f"IOC_TEST_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def demo_server(settings: Settings, start_server: Callable[..., LiveServer]) -> str:
-    """``ioc seed --demo`` on the test database, then ``ioc serve`` on it (no background jobs)."""
-    env = {
-        **os.environ,
-        "IOC_DATABASE_URL": settings.database_url,
-        "IOC_SECRET_KEY": SECRET,
-        "IOC_VAR_DIR": str(settings.var_dir),
-        "IOC_LOG_JSON": "false",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "ioc", "seed", "--demo"], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    server = start_server(IOC_KPI__SCHEDULER="false", IOC_SERVICES__SCHEDULER="false", IOC_JOBS__ENABLED="false")
-    return server.url
 
 
 class Watch:
@@ -120,10 +62,10 @@ def _numbered(cards: dict[str, dict[str, str]]) -> dict[int, dict[str, str]]:
     return out
 
 
-def test_kpi_wall_drill_down_and_dossier_dashboard(browser: Browser, demo_server: str) -> None:
+def test_kpi_wall_drill_down_and_dossier_dashboard(browser: Browser, demo_server: LiveServer) -> None:
     from playwright.sync_api import expect
 
-    base = demo_server
+    base = demo_server.url
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="vi-VN")
     page = context.new_page()
     watch = Watch(page)

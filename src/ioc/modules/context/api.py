@@ -350,8 +350,13 @@ def build_router(broker: Broker) -> APIRouter:
         name = ctx.expand(attr_id)
         fragment = {k: v for k, v in body.items() if k != "@context"}
         doc = parse_attribute(name, fragment, ctx, partial=True, merge=True)
-        if not isinstance(doc, dict):
-            raise bad_request("Use DELETE to remove an attribute.")
+        if not isinstance(doc, dict):  # an NGSI-LD Null (§5.5.4): the instance is deleted
+            dataset_id = fragment.get("datasetId")
+            with write_session(request, broker, tenant) as (session, cs):
+                entity = _load_one(session, tenant, eid, _gate(request, ctx))
+                ds = dataset_id if isinstance(dataset_id, str) and dataset_id != "@none" else None
+                service.delete_attribute(cs, entity, name, dataset_id=ds, delete_all=False)
+            return Response(status_code=204)
         if "type" not in fragment:
             doc.pop("type", None)
         with write_session(request, broker, tenant) as (session, cs):

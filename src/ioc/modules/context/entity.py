@@ -207,6 +207,18 @@ def infer_kind(raw: dict[str, Any]) -> str:
     return "Property"
 
 
+def _nulled(raw: dict[str, Any]) -> bool:
+    """Whether an attribute fragment's own value member is ``urn:ngsi-ld:null`` (delete it, §5.5.4):
+    ``value`` of a Property, ``object`` of a Relationship, ``vocab``, ``json``, ``languageMap``…"""
+    if "type" not in raw:  # a partial update's fragment: whichever value member it carries
+        return any(raw.get(key) == NULL for key in ("value", "object", "languageMap", "vocab", "json"))
+    kind = raw["type"]
+    if isinstance(kind, str) and kind.startswith(NGSI_LD):
+        kind = kind[len(NGSI_LD) :]
+    key = VALUE_KEY.get(kind) if isinstance(kind, str) else None
+    return key is not None and kind != "GeoProperty" and raw.get(key) == NULL
+
+
 def parse_attribute(
     name: str, raw: Any, ctx: ActiveContext, *, merge: bool = False, partial: bool = False, depth: int = 0
 ) -> dict[str, Any] | Delete:
@@ -226,7 +238,7 @@ def parse_attribute(
         return {"type": "Property", "value": raw}
     if _is_geojson(raw) and "value" not in raw:
         return {"type": "GeoProperty", "value": _geometry(raw, where)}
-    if merge and raw.get("value") == NULL and raw.get("type", "Property") == "Property":
+    if merge and _nulled(raw):
         return DELETE
     kind = raw.get("type")
     if kind is None:

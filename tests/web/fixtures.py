@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: one Chromium per session, and a demo-seeded `ioc serve`."""
+"""Fixtures of the browser tests (a pytest plugin loaded by tests/conftest.py, so every package's
+browser tests share them): one Chromium per session, and a demo-seeded `ioc serve`."""
 
 from __future__ import annotations
 
@@ -48,5 +49,7 @@ def demo_server(browser: Browser, settings: Settings, start_server: Callable[...
         [sys.executable, "-m", "ioc", "seed", "--demo"], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    # The map works offline (no tile layer); no MQTT bridge.
-    return start_server(IOC_MAP__TILE_URL="", IOC_MQTT__URL="")
+    # The map works offline (no tile layer); no MQTT bridge; no scheduled KPI or dossier runs.
+    return start_server(
+        IOC_MAP__TILE_URL="", IOC_MQTT__URL="", IOC_KPI__SCHEDULER="false", IOC_SERVICES__SCHEDULER="false"
+    )
