@@ -155,6 +155,17 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with its offset (``2025-09-22T16:00:00+07:00``)."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad time {text!r}: use ISO 8601, e.g. 2025-09-22T16:00:00+07:00") from exc
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"bad time {text!r}: give its UTC offset (+07:00 or Z)")
+    return at
+
+
 def select_devices(spec: str | None) -> list[DeviceCreate]:
     """The demo devices named by ``spec``: kinds (air, water, rain, light) and/or device ids."""
     devices = demo_devices()
@@ -211,17 +222,30 @@ def run(
     say: Callable[[str], None],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    replay: tuple[datetime, float] | None = None,
 ) -> tuple[int, int]:
     """Send readings round-robin at ``rate`` per second until ``duration`` is over or ``count`` messages
-    went out; returns (sent, failed)."""
+    went out; returns (sent, failed).
+
+    ``replay=(start, step_seconds)`` runs on a simulated clock instead: every device reports once per
+    ``step`` from ``start`` on, as fast as the target takes them, until ``duration`` simulated
+    seconds have passed (history for a demo, a test or a benchmark)."""
     sent = failed = 0
     start = clock()
     next_report = start + 5
     i = 0
-    while (duration is None or clock() - start < duration) and (count is None or i < count):
+    while count is None or i < count:
+        if replay is None:
+            if duration is not None and clock() - start >= duration:
+                break
+            at, now = datetime.now(UTC), clock()
+        else:
+            elapsed = replay[1] * (i // len(devices))
+            if duration is not None and elapsed >= duration:
+                break
+            at, now = replay[0] + timedelta(seconds=elapsed), city.started + elapsed
         device = devices[i % len(devices)]
-        at = datetime.now(UTC)
-        payload = {"ts": at.isoformat().replace("+00:00", "Z"), "values": city.reading(device, at, clock())}
+        payload = {"ts": at.isoformat().replace("+00:00", "Z"), "values": city.reading(device, at, now)}
         try:
             send(device, payload)
             sent += 1
@@ -235,7 +259,7 @@ def run(
             say(f"  … {sent} bản tin đã gửi, {failed} lỗi (messages sent, failed)")
             next_report = now + 5
         delay = start + i / rate - now
-        if delay > 0:
+        if delay > 0 and replay is None:
             sleep(delay)
     return sent, failed
 
@@ -256,6 +280,13 @@ def main(args: argparse.Namespace, *, mqtt_url: str, mqtt_prefix: str, base_url:
     rng = random.Random(args.seed)  # noqa: S311 - a simulation, not cryptography
     ramp = min(600.0, max(5.0, args.duration / 3)) if args.duration else 600.0
     city = City(rng=rng, episode=args.episode, ramp_seconds=ramp)
+    replay = None
+    if args.start is not None:
+        if args.duration is None and args.count is None:
+            print("ioc: --from needs --duration or --count (a replay ends)", file=sys.stderr)
+            return 2
+        replay = (args.start, args.every)
+        city.started = 0.0
     target = args.mqtt or (None if args.http else mqtt_url or None)
     if target:
         send, close = mqtt_sender(target, mqtt_prefix, args.tenant or "")
@@ -267,7 +298,9 @@ def main(args: argparse.Namespace, *, mqtt_url: str, mqtt_prefix: str, base_url:
     episode = f", đợt {args.episode}" if args.episode else ""
     say(f"→ Mô phỏng {len(devices)} thiết bị qua {where}, {args.rate:g} bản tin/giây{episode}")
     try:
-        sent, failed = run(send, devices, rate=args.rate, duration=args.duration, count=args.count, city=city, say=say)
+        sent, failed = run(
+            send, devices, rate=args.rate, duration=args.duration, count=args.count, city=city, say=say, replay=replay
+        )
     except KeyboardInterrupt:
         say("→ Dừng (interrupted).")
         return 0
@@ -289,6 +322,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="HTTP: an API key with context:write (or one device's key)")
     parser.add_argument("--seed", type=int, help="random seed, for a repeatable run")
     parser.add_argument("--episode", choices=["pollution", "flood"], help="drive a pollution or flood episode")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=parse_time,
+        help="replay on a simulated clock from this ISO 8601 time (with offset), as fast as the target takes it;"
+        " --duration is then simulated time",
+    )
+    parser.add_argument(
+        "--every", type=parse_duration, default=300.0, help="replay: one reading per device every 5m (default)"
+    )
 
 
 __all__ = ["DEMO_WARDS", "City", "add_arguments", "main", "parse_duration", "parse_rate", "run", "select_devices"]

@@ -150,6 +150,8 @@ def handle_entity(session: Session, rt: Runtime, change: EntityChange) -> None:
     kind = _kind(change)
     if kind is None:
         return
+    if "location" in change.attributes:  # placed (e.g. a device registered) before, or with, its readings
+        _station(session, rt, change, kind, None)
     if kind == "air":
         _air(session, rt, change)
     elif kind == "water":
@@ -160,7 +162,7 @@ def handle_entity(session: Session, rt: Runtime, change: EntityChange) -> None:
         _rain(session, rt, change)
 
 
-def _station(session: Session, rt: Runtime, change: EntityChange, kind: str, seen: datetime) -> Any:
+def _station(session: Session, rt: Runtime, change: EntityChange, kind: str, seen: datetime | None) -> Any:
     lat, lon = _location(change)
     return ensure_station(
         session,

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ioc.core.admin_units import WardLocator
+from ioc.core.db import utcnow
 
 from .models import EnvStation
 
@@ -59,13 +60,16 @@ def ensure_station(
     tenant: str,
     entity_id: str,
     kind: str,
-    seen_at: datetime,
+    seen_at: datetime | None,
     locator: WardLocator | None,
     name: str | None = None,
     lat: float | None = None,
     lon: float | None = None,
 ) -> EnvStation:
-    """The station of ``entity_id`` (created on first sight), with its name, place and ward kept current."""
+    """The station of ``entity_id`` (created on first sight), with its name, place and ward kept current.
+
+    ``seen_at`` is the time of the reading that brought it; None when only its place or name came
+    (an entity registered before it reports)."""
     stmt = select(EnvStation).where(EnvStation.tenant == tenant, EnvStation.entity_id == entity_id)
     station = session.scalar(stmt)
     if station is None:
@@ -77,7 +81,7 @@ def ensure_station(
                 "entity_id": entity_id,
                 "kind": kind,
                 "name": (name or short_name(entity_id))[:200],
-                "created_at": seen_at,
+                "created_at": seen_at or utcnow(),
                 "alert_level": 0,
                 "hysteresis_m": 0.1,
             },
@@ -91,6 +95,6 @@ def ensure_station(
         station.lat, station.lon = lat, lon
         if locator is not None:
             station.ward_code = locator.locate(lat, lon)
-    if station.last_seen_at is None or seen_at > station.last_seen_at:
+    if seen_at is not None and (station.last_seen_at is None or seen_at > station.last_seen_at):
         station.last_seen_at = seen_at
     return station
