@@ -160,7 +160,9 @@ def run() -> dict[str, Any]:
             f"({r['daily_avg_http_ms']} ms over HTTP), lastN=24 {r['last_24_server_ms']} ms",
             file=sys.stderr,
         )
-    return results
+    # One flat row per figure in docs/PERFORMANCE.md: sqlite_raw_server_ms, pg_raw_server_ms, …
+    prefix = {"sqlite": "sqlite_", "postgresql": "pg_"}
+    return {prefix[db] + key: value for db, r in results.items() for key, value in r.items() if key != "database"}
 
 
 if __name__ == "__main__":
