@@ -178,8 +178,12 @@ def _serve(url: str, var_dir: str) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("ioc serve did not become ready")
 
 
-async def _concurrent(base: str, n_requests: int, make: Any, clients: int = CLIENTS) -> tuple[float, list[float]]:
-    """Run ``n_requests`` requests from ``clients`` concurrent connections; (rate/s, latencies ms)."""
+async def _concurrent(
+    base: str, n_requests: int, make: Any, clients: int = CLIENTS, errors: list[str] | None = None
+) -> tuple[float, list[float]]:
+    """Run ``n_requests`` requests from ``clients`` concurrent connections; (rate/s, latencies ms).
+
+    An unexpected status fails the run, or, with ``errors`` given, is counted there."""
     latencies: list[float] = []
     todo = iter(range(n_requests))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -191,6 +195,9 @@ async def _concurrent(base: str, n_requests: int, make: Any, clients: int = CLIE
                 t = time.perf_counter()
                 r = await client.request(method, path, **kwargs)
                 latencies.append((time.perf_counter() - t) * 1000)
+                if errors is not None and r.status_code != ok:
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                    continue
                 assert r.status_code == ok, r.text
 
         started = time.perf_counter()
@@ -247,14 +254,21 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
             return "PATCH", f"{BASE}/entities/{eid}/attrs", {"json": body}, 204
 
         cpu = _cpu_s(proc.pid)
-        rate, lat = asyncio.run(_concurrent(base, 3000, patch))
+        failed: list[str] = []
+        rate, lat = asyncio.run(_concurrent(base, 3000, patch, errors=failed))
         result["patch_16_clients_per_s"] = round(rate)
+        result["patch_errors"] = len(failed)
         result["patch_server_cpu_ms"] = round((_cpu_s(proc.pid) - cpu) / 3000 * 1000, 2)
         result["patch_p99_ms"] = _pct(lat, 0.99)
 
         # the rest of the N entities, straight through the store's bulk path
         if n_entities > BATCH:
             result["bulk_load_entities_per_s"] = round(_bulk_load(db, BATCH, n_entities - BATCH, rnd))
+            if db.dialect == "postgresql":
+                # What autovacuum does within a minute of a bulk load: fresh planner statistics.
+                with db.engine.connect() as conn:
+                    conn.exec_driver_sql("ANALYZE")
+                    conn.commit()
         db.engine.dispose()
 
         def get(i: int) -> tuple[str, str, dict[str, Any], int]:
@@ -294,6 +308,63 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
     return result
 
 
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of the process ``pid`` in MB (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return tuple(round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+
+
+def bench_rss(n_entities: int) -> dict[str, Any]:
+    """Server memory with ``n_entities`` on SQLite: bulk-load them through the store's bulk path,
+    start ``ioc serve``, run GETs by id and type+q+geoQ queries, read the server's RSS."""
+    path = os.path.join(tempfile.mkdtemp(), "rss.db")
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    db = Database(url)
+    rnd = random.Random(11)
+    rate = _bulk_load(db, 0, n_entities, rnd)
+    db.engine.dispose()
+    result: dict[str, Any] = {"entities": n_entities, "bulk_load_entities_per_s": round(rate)}
+    result["database_mb"] = round(os.path.getsize(path) / 2**20)
+    var_dir = tempfile.mkdtemp()
+    proc, base = _serve(url, var_dir)
+    try:
+        result["rss_idle_mb"] = _rss_mb(proc.pid)[0]
+
+        def get(i: int) -> tuple[str, str, dict[str, Any], int]:
+            return "GET", f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:{(i * 7919) % n_entities}", {}, 200
+
+        asyncio.run(_concurrent(base, 2000, get))
+        with httpx.Client(base_url=base + BASE, timeout=300) as client:
+            lat = []
+            for _ in range(40):
+                lon, la = 105.6 + rnd.random() * 0.2, 18.6 + rnd.random() * 0.2
+                params = {
+                    "type": "AirQualityObserved",
+                    "q": "m0>100",
+                    "limit": "100",
+                    "georel": "near;maxDistance==3000",
+                    "geometry": "Point",
+                    "coordinates": f"[{lon},{la}]",
+                }
+                t = time.perf_counter()
+                r = client.get("/entities", params=params)
+                lat.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text
+            r = client.get("/entities", params={"type": "AirQualityObserved", "count": "true", "limit": "1"})
+            assert r.status_code == 200, r.text
+        result["query_p95_ms"] = _pct(lat, 0.95)
+        result["rss_mb"], result["rss_peak_mb"] = _rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    os.remove(path)
+    return result
+
+
 def run() -> dict[str, Any]:
     n = int(os.environ.get("IOC_BENCH_ENTITIES", "100000"))
     results: dict[str, Any] = {}
@@ -302,6 +373,8 @@ def run() -> dict[str, Any]:
     pg = os.environ.get("IOC_BENCH_DATABASE_URL")
     if pg:
         results["postgresql"] = bench_database(pg, n)
+    rss_n = int(os.environ.get("IOC_BENCH_RSS_ENTITIES", "0"))
+    rss = bench_rss(rss_n) if rss_n else None
     for name, r in results.items():
         print(
             f"[context/{name}] batch upsert {r['batch_upsert_attr_updates_per_s']}/s attribute updates over HTTP, "
@@ -309,6 +382,12 @@ def run() -> dict[str, Any]:
             f"PATCH ×{CLIENTS} {r['patch_16_clients_per_s']}/s p99 {r['patch_p99_ms']} ms; "
             f"GET by id {r['get_by_id_per_s']}/s; type+q+geoQ over {r['entities']} entities p95 "
             f"{r['query_p95_ms']} ms; temporal year: {r['temporal_year_raw_ms']}",
+            file=sys.stderr,
+        )
+    if rss is not None:
+        results["sqlite_memory"] = rss
+        print(
+            f"[context/sqlite] {rss_n} entities: server RSS {rss['rss_mb']} MB (peak {rss['rss_peak_mb']})",
             file=sys.stderr,
         )
     return results

@@ -265,10 +265,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             policy.grants[Role(role)].add(perm)
 
     registry.allow_body(admin_units.BULK_LOCATE_PATH, admin_units.MAX_BULK_BODY_BYTES)
+    # The NGSI-LD routers first (in their own order): no other route lives under /ngsi-ld/, and
+    # routes are matched one after another, so the broker's requests skip the API's routes.
+    ngsi = [(r, p) for r, p in registry.routers if (p + r.prefix).startswith("/ngsi-ld/")]
+    for router, prefix in ngsi:
+        app.include_router(router, prefix=prefix)
     for router in (ops.router, auth.router, admin_units.router, alarms.router, events.router):
         app.include_router(router)
     for router, prefix in registry.routers:
-        app.include_router(router, prefix=prefix)
+        if (router, prefix) not in ngsi:
+            app.include_router(router, prefix=prefix)
     scheduler.jobs.extend(registry.jobs.values())
 
     from ioc.web.routes import mount_web

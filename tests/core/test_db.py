@@ -4,6 +4,7 @@ and SQLite writers of one process queueing on a lock rather than in SQLite's bus
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -144,6 +145,52 @@ def test_concurrent_writers_from_threads_all_commit(sqlite_db: Database) -> None
     assert per == dict.fromkeys(range(threads), per_thread * 2)
     assert most_inside == 1  # one write transaction at a time
     assert not _lock(sqlite_db).locked()
+
+
+def test_a_writer_needing_a_second_connection_is_not_starved_by_the_queue(sqlite_db: Database) -> None:
+    """The head of the write queue opens a second session (a cached lookup built on first use)
+    while 48 request threads wait on the lock, each holding its own connection: the pool must
+    have one left for it, or everyone stalls until the lock and busy timeouts expire."""
+    waiters = 48
+    errors: list[BaseException] = []
+    holding = threading.Event()
+    started = threading.Barrier(waiters + 1)
+
+    def head() -> None:
+        try:
+            with sqlite_db.session() as s:
+                s.add(Row(thread=-1, name="head"))
+                s.flush()  # holds the write lock from here to the commit
+                holding.set()
+                started.wait(timeout=15)
+                time.sleep(0.5)  # the others are queued on the lock by now
+                with sqlite_db.session() as side:  # a second connection, inside the transaction
+                    side.scalar(select(func.count()).select_from(Row))
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+
+    def waiter(n: int) -> None:
+        try:
+            holding.wait()
+            with sqlite_db.session() as s:
+                s.scalar(select(func.count()).select_from(Row))  # the connection is checked out
+                started.wait(timeout=15)
+                s.add(Row(thread=n, name=f"w{n}"))
+                s.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=head)] + [threading.Thread(target=waiter, args=(n,)) for n in range(waiters)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert time.monotonic() - began < 9  # far below the 10 s lock timeout a starved head would wait out
+    with sqlite_db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Row)) == waiters + 1
 
 
 def test_lock_is_held_from_first_write_to_commit(sqlite_db: Database) -> None:

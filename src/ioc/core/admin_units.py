@@ -496,16 +496,20 @@ class WardLocator:
 _LOCATORS: weakref.WeakKeyDictionary[Database, WardLocator] = weakref.WeakKeyDictionary()
 
 
-def ward_locator(db: Database) -> WardLocator:
+def ward_locator(db: Database, session: Session | None = None) -> WardLocator:
     """The cached :class:`WardLocator` of ``db``, built on first use.
 
     A locator with no wards (reference data not loaded yet) is returned but not cached, so
-    that it is rebuilt once the data is there.
+    that it is rebuilt once the data is there. Code inside a transaction passes its ``session``,
+    so that a first build reads through it instead of taking a second connection.
     """
     locator = _LOCATORS.get(db)
     if locator is None:
-        with db.session() as session:
+        if session is not None:
             locator = WardLocator.from_session(session)
+        else:
+            with db.session() as own:
+                locator = WardLocator.from_session(own)
         if len(locator):
             _LOCATORS[db] = locator
     return locator

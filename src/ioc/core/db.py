@@ -67,6 +67,9 @@ class Base(DeclarativeBase):
 
 #: How long a SQLite writer waits for the database (SQLite's busy timeout, and this process's write lock).
 SQLITE_BUSY_TIMEOUT_S = 10.0
+#: Connections a SQLite file's pool may open: above the server's worker threads (anyio's 40) plus
+#: the event bus, consumers and scheduler threads.
+SQLITE_MAX_CONNECTIONS = 96
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -199,6 +202,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
         if parsed.database and parsed.database != ":memory:" and parsed.query.get("mode") != "memory":
             connect_args["factory"] = SerialisedWriterConnection
+            # Request threads hold their connection while they queue on the write lock; the
+            # writer at the head of the queue may need a second connection (a cached lookup built
+            # on first use, a consumer's side read). A pool smaller than the threads that can
+            # queue would let the queue starve its own head until the timeouts: SQLite
+            # connections are cheap, so the pool outgrows the worker threads instead.
+            if "poolclass" not in kwargs:
+                kwargs.setdefault("pool_size", 8)
+                kwargs.setdefault("max_overflow", SQLITE_MAX_CONNECTIONS - 8)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

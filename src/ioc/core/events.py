@@ -58,7 +58,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from sqlalchemy.sql.expression import ColumnClause
 
 from ioc.core.db import Base, Database, JsonDoc, UTCDateTime, utcnow
 
@@ -197,20 +196,25 @@ def publish_many(session: Session, events: Sequence[Outgoing[Any]]) -> None:
             }
         )
     conn = session.connection()
+    # Core statements built once, on the session's connection (the ORM path cost more than the write).
     if conn.dialect.name == "postgresql":
-        xid_column: ColumnClause[str] = literal_column("pg_current_xact_id()::text")
-        stmt = insert(OutboxEvent).returning(OutboxEvent.id, xid_column, sort_by_parameter_order=True)
-        result = session.execute(stmt, rows) if len(rows) > 1 else session.execute(stmt.values(rows[0]))
+        result = conn.execute(_OUTBOX_INSERT_PG, rows)
         for new_id, xid in result.all():
             pending: tuple[str, list[int]] | None = conn.info.get(_PENDING_KEY)
             if pending is None or pending[0] != xid:  # left over from a transaction that ended elsewhere
                 pending = conn.info[_PENDING_KEY] = (xid, [])
             pending[1].append(int(new_id))
-    elif len(rows) > 1:
-        session.execute(insert(OutboxEvent), rows)
     else:
-        session.execute(insert(OutboxEvent).values(rows[0]))
+        conn.execute(_OUTBOX_INSERT, rows)
     session.info[_PUBLISHED_FLAG] = True
+
+
+_OUTBOX_INSERT = insert(OutboxEvent)
+_OUTBOX_INSERT_PG: Any = insert(OutboxEvent).returning(
+    OutboxEvent.id,
+    literal_column("pg_current_xact_id()::text"),
+    sort_by_parameter_order=True,
+)
 
 
 def _order_on_commit(conn: Connection) -> None:

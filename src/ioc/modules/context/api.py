@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from ioc.core.auth import OptionalPrincipal, Principal
+from ioc.core.auth import Principal
 from ioc.core.db import Database, utcnow
 
 from . import contexts, service
@@ -26,6 +26,7 @@ from .http import (
     JSONLD,
     Body,
     Broker,
+    OptionalPrincipal,
     accept,
     body_context,
     bool_param,

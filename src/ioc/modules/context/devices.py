@@ -188,7 +188,7 @@ def _ward(db: Database | None, session: Session, location: dict[str, Any] | None
     if location is None:
         return None
     lon, lat = location["coordinates"]
-    locator = admin_units.ward_locator(db) if db is not None else admin_units.WardLocator.from_session(session)
+    locator = admin_units.ward_locator(db, session) if db is not None else admin_units.WardLocator.from_session(session)
     return locator.locate(lat, lon)
 
 

@@ -88,6 +88,26 @@ class NgsiAttribute(Base):
     min_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Spatial grid key of a GeoProperty's bbox (store.geo_cell), indexed with the bbox and the entity
+    # so a geo-query reads the few cells around its geometry from the index alone.
+    geo_cell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+# Appended (context_0004): indexes of the query path.
+Index(
+    "ix_ngsild_attributes_geo",
+    NgsiAttribute.tenant,
+    NgsiAttribute.name,
+    NgsiAttribute.geo_cell,
+    NgsiAttribute.min_lon,
+    NgsiAttribute.min_lat,
+    NgsiAttribute.max_lon,
+    NgsiAttribute.max_lat,
+    NgsiAttribute.entity_pk,
+    # only GeoProperties: the other attributes stay out of the index and cost it nothing on writes
+    sqlite_where=NgsiAttribute.geo_cell.is_not(None),
+    postgresql_where=NgsiAttribute.geo_cell.is_not(None),
+)
 
 
 class NgsiAttributeHistory(Base):

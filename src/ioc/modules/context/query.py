@@ -27,7 +27,7 @@ from .entity import format_datetime, parse_datetime
 from .errors import bad_request
 from .ld import ActiveContext
 from .models import NgsiAttribute, NgsiEntity, NgsiEntityType
-from .store import StoredEntity
+from .store import GEO_LEVELS, StoredEntity, cell_key, cell_range
 
 SQL = ColumnElement[bool]
 _META = {"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "objectType", "lang"}
@@ -450,16 +450,20 @@ def q_matches(node: QNode, entity: StoredEntity, ctx: ActiveContext) -> bool:
 # -- SQL prefilter -------------------------------------------------------------
 
 
-def _has(*conds: SQL) -> SQL:
+def _has(*conds: SQL, correlated: bool = False) -> SQL:
     """Entities with an attribute row matching ``conds``: an uncorrelated IN, which both databases
-    answer once through the (tenant, name, ...) indexes instead of once per entity."""
+    answer once through the (tenant, name, ...) indexes instead of once per entity; or, when
+    another condition already narrows the entities (a geo-query), a correlated EXISTS, one
+    primary-key lookup per candidate."""
+    if correlated:
+        return exists().where(NgsiAttribute.entity_pk == NgsiEntity.pk, *conds)
     return NgsiEntity.pk.in_(select(NgsiAttribute.entity_pk).where(*conds))
 
 
-def q_sql(node: QNode, tenant: str) -> tuple[SQL, bool]:
+def q_sql(node: QNode, tenant: str, *, correlated: bool = False) -> tuple[SQL, bool]:
     """A SQL condition that keeps at least the matching entities, and whether it is exact."""
     if node.op in ("and", "or"):
-        parts = [q_sql(i, tenant) for i in node.items]
+        parts = [q_sql(i, tenant, correlated=correlated) for i in node.items]
         exact = all(e for _, e in parts)
         if node.op == "and":
             return and_(*[c for c, _ in parts]), exact
@@ -468,11 +472,20 @@ def q_sql(node: QNode, tenant: str) -> tuple[SQL, bool]:
         return or_(*[c for c, _ in parts]), True
     assert node.path is not None
     path = node.path
-    base = [NgsiAttribute.tenant == tenant, NgsiAttribute.name == path.attr]
+    # Correlated: the entity decides the tenant, and (entity_pk, name) is the primary key's prefix
+    # (with the tenant too, SQLite would walk a (tenant, name, ...) index instead).
+    base = (
+        [NgsiAttribute.name == path.attr]
+        if correlated
+        else [
+            NgsiAttribute.tenant == tenant,
+            NgsiAttribute.name == path.attr,
+        ]
+    )
     if path.subs or path.keys:
-        return _has(*base), False
+        return _has(*base, correlated=correlated), False
     if node.cmp is None:
-        return _has(*base), True
+        return _has(*base, correlated=correlated), True
     value = node.value
     ops: dict[str, Callable[[Any, Any], SQL]] = {
         "==": lambda c, v: c == v,
@@ -484,16 +497,16 @@ def q_sql(node: QNode, tenant: str) -> tuple[SQL, bool]:
     other = NgsiAttribute.value_kind == "other"
     if node.cmp in ops and isinstance(value, int | float) and not isinstance(value, bool):
         cond = or_(and_(NgsiAttribute.value_kind == "num", ops[node.cmp](NgsiAttribute.value_num, value)), other)
-        return _has(*base, cond), False
+        return _has(*base, cond, correlated=correlated), False
     if node.cmp == "==" and isinstance(value, str) and not isinstance(value, _Unquoted) and len(value) <= 256:
         cond = or_(and_(NgsiAttribute.value_kind == "text", NgsiAttribute.value_text == value), other)
-        return _has(*base, cond), False
+        return _has(*base, cond, correlated=correlated), False
     if node.cmp == "==" and isinstance(value, tuple) and value[0] == "range":
         lo, hi = value[1], value[2]
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
             cond = or_(and_(NgsiAttribute.value_kind == "num", NgsiAttribute.value_num.between(lo, hi)), other)
-            return _has(*base, cond), False
-    return _has(*base), False
+            return _has(*base, cond, correlated=correlated), False
+    return _has(*base, correlated=correlated), False
 
 
 # --------------------------------------------------------------------------- geoQ
@@ -511,6 +524,14 @@ class GeoQuery:
     min_distance: float | None = None
 
     def sql(self, tenant: str) -> SQL:
+        rows = self.rows_where(tenant)
+        if rows is None:
+            return _has(NgsiAttribute.tenant == tenant, NgsiAttribute.name == self.geoproperty)
+        return _has(*rows)
+
+    def rows_where(self, tenant: str) -> list[SQL] | None:
+        """Conditions on the geoproperty's rows (grid cells, then bbox) that keep at least the
+        matching ones; None when the bbox cannot narrow (disjoint, near with only minDistance)."""
         a = NgsiAttribute
         base = [a.tenant == tenant, a.name == self.geoproperty]
         minx, miny, maxx, maxy = self.geometry.bounds
@@ -520,14 +541,14 @@ class GeoQuery:
             dlon = min(180.0, dlat / coslat)
             minx, miny, maxx, maxy = minx - dlon, miny - dlat, maxx + dlon, maxy + dlat
         elif self.rel in ("disjoint", "near"):
-            return _has(*base)
+            return None
         if self.rel == "within":
             box = and_(a.min_lon >= minx, a.max_lon <= maxx, a.min_lat >= miny, a.max_lat <= maxy)
         elif self.rel in ("contains", "equals"):
             box = and_(a.min_lon <= minx, a.max_lon >= maxx, a.min_lat <= miny, a.max_lat >= maxy)
         else:
             box = and_(a.max_lon >= minx, a.min_lon <= maxx, a.max_lat >= miny, a.min_lat <= maxy)
-        return _has(*base, box)
+        return [*base, _cells_sql(minx, miny, maxx, maxy), box]
 
     def matches(self, entity: StoredEntity) -> bool:
         per_ds = entity.attrs.get(self.geoproperty)
@@ -562,6 +583,28 @@ class GeoQuery:
                 "overlaps": geom.overlaps,
             }[self.rel](q)
         )
+
+
+#: Above this many cells at one level, that level is read as a range of cell keys instead.
+MAX_CELLS = 64
+
+
+def _cells_sql(minx: float, miny: float, maxx: float, maxy: float) -> SQL:
+    """The grid cells (store.geo_cell) a stored bbox meeting this bbox can be filed under: at every
+    level the cells the bbox touches (a stored bbox lies inside its cell, so meeting the query's
+    bbox means its cell does too), and the whole-Earth cell."""
+    col = NgsiAttribute.geo_cell
+    keys: list[int] = [cell_key(GEO_LEVELS, 0, 0)]
+    # geo_cell IS NOT NULL: the index is partial, and not every planner derives it from the ORs.
+    ranges: list[SQL] = []
+    for level in range(GEO_LEVELS):
+        ix0, iy0, ix1, iy1 = cell_range(level, minx, miny, maxx, maxy)
+        if (ix1 - ix0 + 1) * (iy1 - iy0 + 1) <= MAX_CELLS:
+            keys.extend(cell_key(level, ix, iy) for ix in range(ix0, ix1 + 1) for iy in range(iy0, iy1 + 1))
+        else:
+            ranges.append(col.between(cell_key(level, ix0, iy0), cell_key(level, ix1, iy1)))
+    in_keys = col.in_(keys)
+    return and_(col.is_not(None), or_(in_keys, *ranges) if ranges else in_keys)
 
 
 def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:

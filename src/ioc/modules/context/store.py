@@ -9,6 +9,8 @@ at all. Each change of an attribute instance appends one row to the history tabl
 
 from __future__ import annotations
 
+import functools
+import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,48 @@ from .models import NgsiAttribute, NgsiAttributeHistory, NgsiEntity, NgsiEntityT
 
 CHUNK = 500
 BULK = 5000
+
+# Spatial grid key of a GeoProperty (column ``geo_cell``): the cell of the finest level whose
+# one cell holds the whole bbox. Level k cells are CELL0 * 4**k degrees; level GEO_LEVELS is the
+# whole Earth. A point is always a level-0 cell (about 1.1 km), so a geo-query reads only the
+# cells around it through the (tenant, name, geo_cell, ...) index.
+CELL0 = 0.01
+GEO_LEVELS = 8
+_LEVEL_SHIFT = 2**42
+_X_SHIFT = 2**21
+
+
+def cell_size(level: int) -> float:
+    return CELL0 * float(4**level)
+
+
+def _cell_index(value: float, origin: float, size: float, span: float) -> int:
+    last = math.ceil(span / size) - 1
+    return min(max(math.floor((value + origin) / size), 0), last)
+
+
+def cell_key(level: int, ix: int, iy: int) -> int:
+    return level * _LEVEL_SHIFT + ix * _X_SHIFT + iy
+
+
+def cell_range(level: int, min_lon: float, min_lat: float, max_lon: float, max_lat: float) -> tuple[int, int, int, int]:
+    """The cell indexes (ix0, iy0, ix1, iy1) that a bbox touches at ``level``."""
+    size = cell_size(level)
+    return (
+        _cell_index(min_lon, 180.0, size, 360.0),
+        _cell_index(min_lat, 90.0, size, 180.0),
+        _cell_index(max_lon, 180.0, size, 360.0),
+        _cell_index(max_lat, 90.0, size, 180.0),
+    )
+
+
+def geo_cell(min_lon: float, min_lat: float, max_lon: float, max_lat: float) -> int:
+    """The grid key of a bbox (see ``CELL0``)."""
+    for level in range(GEO_LEVELS):
+        ix0, iy0, ix1, iy1 = cell_range(level, min_lon, min_lat, max_lon, max_lat)
+        if ix0 == ix1 and iy0 == iy1:
+            return cell_key(level, ix0, iy0)
+    return cell_key(GEO_LEVELS, 0, 0)
 
 
 @dataclass
@@ -212,6 +256,12 @@ _BY_IDS = select(*_ENTITY_COLS).where(
 _BY_PKS = select(*_ENTITY_COLS).where(NgsiEntity.pk.in_(bindparam("pks", expanding=True)))
 _ATTRS = select(*_ATTR_COLS).where(NgsiAttribute.entity_pk.in_(bindparam("pks", expanding=True)))
 _SOME_ATTRS = _ATTRS.where(NgsiAttribute.name.in_(bindparam("names", expanding=True)))
+# One entity with all its attributes in one statement (retrieve, PATCH, ...): no IN list to expand.
+_ONE = (
+    select(*_ENTITY_COLS, *_ATTR_COLS[1:])
+    .outerjoin(NgsiAttribute, NgsiAttribute.entity_pk == NgsiEntity.pk)
+    .where(NgsiEntity.tenant == bindparam("tenant"), NgsiEntity.entity_id == bindparam("id"))
+)
 
 
 def load_entities(
@@ -225,6 +275,16 @@ def load_entities(
     found: dict[str, StoredEntity] = {}
     unique = list(dict.fromkeys(ids))
     conn = session.connection()
+    if len(unique) == 1 and names is None:
+        entity: StoredEntity | None = None
+        for pk, eid, types, scope, created, modified, name, ds, doc, a_created, a_modified in conn.execute(
+            _ONE, {"tenant": tenant, "id": unique[0]}
+        ):
+            if entity is None:
+                entity = found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified)
+            if name is not None:
+                entity.attrs.setdefault(name, {})[ds] = Instance(doc, a_created, a_modified)
+        return found
     for i in range(0, len(unique), CHUNK):
         chunk = unique[i : i + CHUNK]
         rows = conn.execute(_BY_IDS, {"tenant": tenant, "ids": chunk}).all()
@@ -279,17 +339,29 @@ def _upsert(
         return
     conn = session.connection()
     pg = conn.dialect.name == "postgresql"
-    stmt = pg_insert(table) if pg else sqlite_insert(table)
-    cols = list(update_cols)
-    if cols:
-        final = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in cols})
-    else:
-        final = stmt.on_conflict_do_nothing(index_elements=keys)
-    executable: Any = final.returning(table.c[keys[0]]) if pg else final
+    executable = _upsert_statement(table, tuple(keys), tuple(update_cols), pg)
     for i in range(0, len(rows), BULK):
         result = conn.execute(executable, rows[i : i + BULK])
         if pg:
             result.all()
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(table: Table, keys: tuple[str, ...], cols: tuple[str, ...], pg: bool) -> Any:
+    """Built once per shape: ``excluded`` copies every column of the table, and a prebuilt
+    statement also keeps its memoized cache key."""
+    stmt = pg_insert(table) if pg else sqlite_insert(table)
+    if cols:
+        final = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
+    else:
+        final = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    return final.returning(table.c[keys[0]]) if pg else final
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(table: Table, pg: bool) -> Any:
+    stmt = insert(table)
+    return stmt.returning(next(iter(table.primary_key.columns))) if pg else stmt
 
 
 def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -298,9 +370,7 @@ def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
         return
     conn = session.connection()
     pg = conn.dialect.name == "postgresql"
-    stmt = insert(table)
-    if pg:
-        stmt = stmt.returning(next(iter(table.primary_key.columns)))
+    stmt = _insert_statement(table, pg)
     for i in range(0, len(rows), BULK):
         result = conn.execute(stmt, rows[i : i + BULK])
         if pg:
@@ -318,6 +388,7 @@ def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
         "min_lat": None,
         "max_lon": None,
         "max_lat": None,
+        "geo_cell": None,
     }
     if kind == "GeoProperty":
         try:
@@ -325,6 +396,7 @@ def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
         except (GeometryError, TypeError):
             return cols
         cols.update(zip(("min_lon", "min_lat", "max_lon", "max_lat"), box, strict=True))
+        cols["geo_cell"] = geo_cell(*box)
         return cols
     if kind not in ("Property", "Relationship"):
         return cols
@@ -363,21 +435,13 @@ def flush(session: Session, cs: ChangeSet) -> None:
         by_id = {e.id: e for e in cs.new}
         conn = session.connection()
         for i in range(0, len(rows), BULK):
-            result = conn.execute(
-                insert(_table(NgsiEntity)).returning(NgsiEntity.pk, NgsiEntity.entity_id), rows[i : i + BULK]
-            )
+            result = conn.execute(_NEW_ENTITIES, rows[i : i + BULK])
             for pk, eid in result.all():
                 by_id[eid].pk = pk
         cs.types_changed.update(by_id)
     if cs.touched:
         session.connection().execute(
-            update(_table(NgsiEntity))
-            .where(_table(NgsiEntity).c.pk == _bind("b_pk"))
-            .values(
-                types=_bind("b_types", "types"),
-                scope=_bind("b_scope", "scope"),
-                modified_at=_bind("b_modified", "modified_at"),
-            ),
+            _TOUCH_ENTITIES,
             [
                 {"b_pk": e.pk, "b_types": e.types, "b_scope": e.scope, "b_modified": e.modified_at}
                 for e in cs.touched.values()
@@ -442,6 +506,19 @@ def _table(model: type[Any]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+# Prebuilt write statements (see _BY_IDS).
+_NEW_ENTITIES = insert(_table(NgsiEntity)).returning(NgsiEntity.pk, NgsiEntity.entity_id)
+_TOUCH_ENTITIES = (
+    update(_table(NgsiEntity))
+    .where(_table(NgsiEntity).c.pk == _bind("b_pk"))
+    .values(
+        types=_bind("b_types", "types"),
+        scope=_bind("b_scope", "scope"),
+        modified_at=_bind("b_modified", "modified_at"),
+    )
+)
 
 
 def entity_exists(session: Session, tenant: str, entity_id: str) -> bool:

@@ -158,7 +158,7 @@ def air_station_now(s: EnvStation, lang: str) -> AirStationNow:
 def air_now(session: Session, rt: Runtime, lang: str) -> AirNow:
     """Every air station's latest hourly AQI, and each ward's worst station."""
     stations = [air_station_now(s, lang) for s in service.stations(session, "air")]
-    locator = rt.locator()
+    locator = rt.locator(session)
     wards = []
     for code in CITY_WARD_CODES:
         mine = [s for s in stations if s.ward_code == code]
@@ -190,7 +190,7 @@ def gauge_out(s: EnvStation, lang: str) -> GaugeOut:
 
 
 def ward_flood(session: Session, rt: Runtime, lang: str, at: datetime | None = None) -> list[WardFlood]:
-    rows = flood.ward_status(session, at or utcnow(), rt.settings.heavy_rain_24h_mm, rt.locator())
+    rows = flood.ward_status(session, at or utcnow(), rt.settings.heavy_rain_24h_mm, rt.locator(session))
     advice = FLOOD_ADVICE["en" if lang == "en" else "vi"]
     return [
         WardFlood(
@@ -534,7 +534,7 @@ def build_router(rt: Runtime) -> APIRouter:
         """Enter an incident detected by a camera, an inspection, the press or a citizen (audited)."""
         ward = body.ward_code
         if ward is None and body.lat is not None and body.lon is not None:
-            locator = rt.locator()
+            locator = rt.locator(session)
             ward = locator.locate(body.lat, body.lon) if locator is not None else None
         if ward is None or ward not in CITY_WARD_CODES:
             raise Problem(

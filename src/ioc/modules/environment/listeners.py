@@ -170,7 +170,7 @@ def _station(session: Session, rt: Runtime, change: EntityChange, kind: str, see
         entity_id=change.id,
         kind=kind,
         seen_at=seen,
-        locator=rt.locator(),
+        locator=rt.locator(session),
         name=_name(change),
         lat=lat,
         lon=lon,
@@ -237,7 +237,7 @@ def _gauge(session: Session, rt: Runtime, change: EntityChange) -> None:
         cfg = flood.config()
         gauge = cfg.for_entity(change.id)
         if gauge is not None:
-            flood.apply_config(station, gauge, cfg, rt.locator())
+            flood.apply_config(station, gauge, cfg, rt.locator(session))
         elif station.level1_m is None:
             _thresholds_from_entity(station, change)
         flood.record_level(session, station, value, at)

@@ -52,8 +52,9 @@ class Runtime:
     db: Database | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def locator(self) -> WardLocator | None:
-        return ward_locator(self.db) if self.db is not None else None
+    def locator(self, session: Session | None = None) -> WardLocator | None:
+        """The city's ward locator (``session``: the caller's transaction, for a first build)."""
+        return ward_locator(self.db, session) if self.db is not None else None
 
 
 def iso_z(dt: datetime) -> str:
