@@ -124,6 +124,21 @@ def write_session(request: Request, broker: Broker, tenant: str) -> Iterator[tup
         publish_changes(session, cs, broker.loader.core)
 
 
+def attribute_deletion(
+    request: Request, broker: Broker, entity_id: str, attr_id: str
+) -> tuple[str, str, ActiveContext, str, str | None, bool]:
+    """What a Delete Attribute request names (current or temporal): tenant, entity id, @context,
+    expanded attribute name, ``datasetId`` (a URI) and ``deleteAll``."""
+    tenant = tenant_of(request)
+    eid = _entity_id(entity_id)
+    ctx = query_context(broker, request)
+    check_name(attr_id)
+    dataset_id = request.query_params.get("datasetId")
+    if dataset_id is not None and not is_uri(dataset_id):
+        raise bad_request("datasetId must be a URI.")
+    return tenant, eid, ctx, ctx.expand(attr_id), dataset_id, bool_param(request, "deleteAll")
+
+
 def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = False) -> RenderOptions:
     opts = options_of(request)
     fmt = request.query_params.get("format")
@@ -395,15 +410,7 @@ def build_router(broker: Broker) -> APIRouter:
     def delete_attr(entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal) -> Response:
         check_params(request, P_DELETE_ATTR)
         require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        ctx = query_context(broker, request)
-        check_name(attr_id)
-        name = ctx.expand(attr_id)
-        dataset_id = request.query_params.get("datasetId")
-        if dataset_id is not None and not is_uri(dataset_id):
-            raise bad_request("datasetId must be a URI.")
-        delete_all = bool_param(request, "deleteAll")
+        tenant, eid, ctx, name, dataset_id, delete_all = attribute_deletion(request, broker, entity_id, attr_id)
         with write_session(request, broker, tenant) as (session, cs):
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
             if attr_id == "scope" and name not in entity.attrs:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from ioc.core import audit
 from ioc.core.auth import OptionalPrincipal, Principal
 
-from .api import PREFIX, write_session
+from .api import PREFIX, attribute_deletion, write_session
 from .batch import _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
@@ -494,15 +494,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
     @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
     def delete_attr(entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal) -> Response:
         require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        ctx = query_context(broker, request)
-        check_name(attr_id)
-        name = ctx.expand(attr_id)
-        dataset_id = request.query_params.get("datasetId")
-        if dataset_id is not None and not is_uri(dataset_id):
-            raise bad_request("datasetId must be a URI.")
-        delete_all = bool_param(request, "deleteAll")
+        tenant, eid, _ctx, name, dataset_id, delete_all = attribute_deletion(request, broker, entity_id, attr_id)
         with write_session(request, broker, tenant) as (session, cs):
             entity = load_entities(session, tenant, [eid]).get(eid)
             if entity is None:
