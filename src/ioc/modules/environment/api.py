@@ -8,8 +8,9 @@ incident counts. Staff: the incident register (``environment:read``) and its wor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -260,6 +261,25 @@ def _layer(features: list[dict[str, object] | None]) -> JSONResponse:
     return JSONResponse(collection, media_type="application/geo+json")
 
 
+Point = TypeVar("Point", HourlyPoint, DailyPoint)
+
+
+def _aqi_points(model: type[Point], key: str, rows: Iterable[tuple[Any, Any, int]]) -> list[Point]:
+    """Hourly or daily AQI rows as points: ``(hour_end or day, row, stations counted)``."""
+    return [
+        model(
+            **{key: k},
+            aqi=r.aqi,
+            dominant=r.dominant,
+            band=r.band,
+            station_id=r.station_id,
+            stations=n,
+            sub_indices=r.sub_indices,
+        )
+        for k, r, n in rows
+    ]
+
+
 def build_router(rt: Runtime) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["environment"])
 
@@ -295,32 +315,11 @@ def build_router(rt: Runtime) -> APIRouter:
         if station_id is not None:
             _station_or_404(session, station_id, "air")
             rows = service.hourly_rows(session, lo, hi, station_id, None)
-            return [
-                HourlyPoint(
-                    hour_end=r.hour_end,
-                    aqi=r.aqi,
-                    dominant=r.dominant,
-                    band=r.band,
-                    station_id=r.station_id,
-                    sub_indices=r.sub_indices,
-                )
-                for r in rows
-            ]
+            return _aqi_points(HourlyPoint, "hour_end", ((r.hour_end, r, 1) for r in rows))
         if ward is None:
             raise Problem(422, "Cần 'station_id' hoặc 'ward' (give station_id or ward).", code="missing-filter")
         worst = service.worst_by_key(service.hourly_rows(session, lo, hi, None, ward), "hour_end")
-        return [
-            HourlyPoint(
-                hour_end=k,
-                aqi=r.aqi,
-                dominant=r.dominant,
-                band=r.band,
-                station_id=r.station_id,
-                stations=n,
-                sub_indices=r.sub_indices,
-            )
-            for k, r, n in worst
-        ]
+        return _aqi_points(HourlyPoint, "hour_end", worst)
 
     @router.get("/air/daily")
     def daily(
@@ -335,30 +334,10 @@ def build_router(rt: Runtime) -> APIRouter:
         lo, hi = _day_range(start, end, 30, MAX_DAILY_DAYS)
         if station_id is not None:
             _station_or_404(session, station_id, "air")
-            return [
-                DailyPoint(
-                    day=r.day,
-                    aqi=r.aqi,
-                    dominant=r.dominant,
-                    band=r.band,
-                    station_id=r.station_id,
-                    sub_indices=r.sub_indices,
-                )
-                for r in service.daily_rows(session, lo, hi, station_id, None)
-            ]
+            rows = service.daily_rows(session, lo, hi, station_id, None)
+            return _aqi_points(DailyPoint, "day", ((r.day, r, 1) for r in rows))
         worst = service.worst_by_key(service.daily_rows(session, lo, hi, None, ward), "day")
-        return [
-            DailyPoint(
-                day=k,
-                aqi=r.aqi,
-                dominant=r.dominant,
-                band=r.band,
-                station_id=r.station_id,
-                stations=n,
-                sub_indices=r.sub_indices,
-            )
-            for k, r, n in worst
-        ]
+        return _aqi_points(DailyPoint, "day", worst)
 
     @router.get("/water/wqi")
     def water_quality(
