@@ -82,7 +82,7 @@ class Listener:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def next(self, timeout: float = 10.0) -> Received:
+    def next(self, timeout: float = 30.0) -> Received:
         try:
             return self.received.get(timeout=timeout)
         except queue.Empty:
@@ -125,7 +125,7 @@ def create_sub(ngsi: Ngsi, body: dict[str, Any], **kw: Any) -> str:
     return location.rsplit("/", 1)[1]
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
