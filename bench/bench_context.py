@@ -178,6 +178,35 @@ def _serve(url: str, var_dir: str) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("ioc serve did not become ready")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop an ``ioc serve`` started by :func:`_serve` (killed after 20 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _geo_queries(client: httpx.Client, rnd: random.Random, n: int = 40) -> list[float]:
+    """Latencies (ms) of ``n`` type + q + geoQ queries (3 km around random points of the city)."""
+    lat = []
+    for _ in range(n):
+        lon, la = 105.6 + rnd.random() * 0.2, 18.6 + rnd.random() * 0.2
+        params = {
+            "type": "AirQualityObserved",
+            "q": "m0>100",
+            "limit": "100",
+            "georel": "near;maxDistance==3000",
+            "geometry": "Point",
+            "coordinates": f"[{lon},{la}]",
+        }
+        t = time.perf_counter()
+        r = client.get("/entities", params=params)
+        lat.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200, r.text
+    return lat
+
+
 async def _concurrent(
     base: str, n_requests: int, make: Any, clients: int = CLIENTS, errors: list[str] | None = None
 ) -> tuple[float, list[float]]:
@@ -281,30 +310,12 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
         result["get_p99_ms"] = _pct(lat, 0.99)
 
         # type + q + geoQ, limit 100 (sequential)
-        lat = []
         with httpx.Client(base_url=base + BASE, timeout=300) as client:
-            for _ in range(40):
-                lon, la = 105.6 + rnd.random() * 0.2, 18.6 + rnd.random() * 0.2
-                params = {
-                    "type": "AirQualityObserved",
-                    "q": "m0>100",
-                    "limit": "100",
-                    "georel": "near;maxDistance==3000",
-                    "geometry": "Point",
-                    "coordinates": f"[{lon},{la}]",
-                }
-                t = time.perf_counter()
-                r = client.get("/entities", params=params)
-                lat.append((time.perf_counter() - t) * 1000)
-                assert r.status_code == 200, r.text
+            lat = _geo_queries(client, rnd)
         result["query_p95_ms"] = _pct(lat, 0.95)
         result["temporal_year_raw_ms"] = "skipped: no temporal API yet"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     return result
 
 
@@ -336,31 +347,13 @@ def bench_rss(n_entities: int) -> dict[str, Any]:
 
         asyncio.run(_concurrent(base, 2000, get))
         with httpx.Client(base_url=base + BASE, timeout=300) as client:
-            lat = []
-            for _ in range(40):
-                lon, la = 105.6 + rnd.random() * 0.2, 18.6 + rnd.random() * 0.2
-                params = {
-                    "type": "AirQualityObserved",
-                    "q": "m0>100",
-                    "limit": "100",
-                    "georel": "near;maxDistance==3000",
-                    "geometry": "Point",
-                    "coordinates": f"[{lon},{la}]",
-                }
-                t = time.perf_counter()
-                r = client.get("/entities", params=params)
-                lat.append((time.perf_counter() - t) * 1000)
-                assert r.status_code == 200, r.text
+            lat = _geo_queries(client, rnd)
             r = client.get("/entities", params={"type": "AirQualityObserved", "count": "true", "limit": "1"})
             assert r.status_code == 200, r.text
         result["query_p95_ms"] = _pct(lat, 0.95)
         result["rss_mb"], result["rss_peak_mb"] = _rss_mb(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     os.remove(path)
     return result
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.bench_context import _cpu_s, _fresh_database, _serve
+from bench.bench_context import _cpu_s, _fresh_database, _serve, _stop
 from ioc.core import migrate
 from ioc.core.db import Database
 from ioc.modules.context.ld import ContextLoader
@@ -136,11 +135,7 @@ def bench_temporal(url: str) -> dict[str, Any]:
                 result[f"{name}_server_cpu_ms"] = round((_cpu_s(proc.pid) - cpu) / (RUNS + 1) * 1000, 1)
             db.engine.dispose()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     return result
 
 
