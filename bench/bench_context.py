@@ -59,9 +59,13 @@ def _entities(start: int, n: int, rnd: random.Random) -> list[dict[str, Any]]:
         e: dict[str, Any] = {"id": f"urn:ngsi-ld:AirQualityObserved:{i}", "type": "AirQualityObserved"}
         for k in range(ATTRS - 1):
             e[f"m{k}"] = {"type": "Property", "value": rnd.uniform(0, 300), "observedAt": "2025-07-01T00:00:00Z"}
+        # a station stays where it is: its place is a function of its number, spread over the city
         e["location"] = {
             "type": "GeoProperty",
-            "value": {"type": "Point", "coordinates": [105.6 + rnd.random() * 0.2, 18.6 + rnd.random() * 0.2]},
+            "value": {
+                "type": "Point",
+                "coordinates": [105.6 + (i * 7919 % 10007) / 50035, 18.6 + (i * 104729 % 10009) / 50045],
+            },
         }
         out.append(e)
     return out

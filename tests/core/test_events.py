@@ -478,6 +478,39 @@ def test_failing_handler_is_retried_with_backoff_and_its_writes_roll_back(db: Da
     assert (cursor.last_id, cursor.failures, cursor.retry_at, cursor.last_error) == (ids[2], 0, None, None)
 
 
+def test_a_failure_mid_batch_keeps_the_events_before_it_and_runs_nothing_after(db: Database) -> None:
+    # The batch runs without savepoints first; a failure rolls it back and the events before
+    # the failing one are done again, each with its savepoint; the failing one is not called again.
+    bus = EventBus(db, retry_base_seconds=60)
+    calls: Counter[int] = Counter()
+    emit(db, THING, *range(1, 8))
+    ids = [e.id for e in outbox(db)]
+    bad = ids[4]
+
+    def handle(session: Session, ev: Event) -> None:
+        calls[ev.id] += 1
+        audit.record(session, None, "test.consumed", "event", ev.id)
+        if ev.id == bad:
+            raise RuntimeError("bad event")
+
+    bus.consume("mid", "*", handle)
+    bus.poll_once()
+    assert consumed(db) == Counter(dict.fromkeys(ids[:4], 1))  # committed once each
+    assert calls == Counter({**dict.fromkeys(ids[:4], 2), bad: 1})  # undone once, redone; bad called once
+    cursor = cursor_of(db, "mid")
+    assert (cursor.last_id, cursor.failures) == (ids[3], 1)
+    assert "bad event" in (cursor.last_error or "")
+
+
+def test_a_consumer_passes_over_events_of_other_topics(db: Database, bus: EventBus) -> None:
+    emit(db, THING, *range(1, 6))
+    calls: list[int] = []
+    bus.consume("others", "nothing.*", record_handler(calls))
+    bus.poll_once()
+    assert calls == []
+    assert cursor_of(db, "others").last_id == outbox(db)[-1].id  # past them, not stuck before them
+
+
 def test_backoff_is_shared_through_the_database(settings: Any, db: Database) -> None:
     """Another worker does not retry a failing event before the back-off recorded by the first ends."""
     emit(db, THING, 1)

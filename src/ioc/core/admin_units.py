@@ -23,6 +23,7 @@ import csv
 import functools
 import io
 import json
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -317,6 +318,8 @@ def load_reference_units(session: Session) -> int:
         if (row["code"], row["valid_from"]) not in existing_units:
             session.add(AdminUnit(**row))
             inserted += 1
+    if inserted:
+        _EMPTY.clear()  # locators built before the wards were there
     existing_links = {
         (old, eff) for old, eff in session.execute(select(WardCrosswalk.old_code, WardCrosswalk.effective))
     }
@@ -494,27 +497,39 @@ class WardLocator:
 # Keyed by the Database object itself (weakly, so a disposed test database does not linger):
 # two databases can share a URL across tests, and a locator must never outlive its data.
 _LOCATORS: weakref.WeakKeyDictionary[Database, WardLocator] = weakref.WeakKeyDictionary()
+# A locator with no wards, and when it was built: kept EMPTY_LOCATOR_SECONDS, so that code
+# locating many points before the reference data is loaded does not read the table each time.
+_EMPTY: weakref.WeakKeyDictionary[Database, tuple[float, WardLocator]] = weakref.WeakKeyDictionary()
+EMPTY_LOCATOR_SECONDS = 30.0
 
 
 def ward_locator(db: Database, session: Session | None = None) -> WardLocator:
     """The cached :class:`WardLocator` of ``db``, built on first use.
 
-    A locator with no wards (reference data not loaded yet) is returned but not cached, so
-    that it is rebuilt once the data is there. Code inside a transaction passes its ``session``,
-    so that a first build reads through it instead of taking a second connection.
+    A locator with no wards (reference data not loaded yet) is kept only EMPTY_LOCATOR_SECONDS,
+    so that it is rebuilt once the data is there. Code inside a transaction passes its
+    ``session``, so that a first build reads through it instead of taking a second connection.
     """
     locator = _LOCATORS.get(db)
-    if locator is None:
-        if session is not None:
-            locator = WardLocator.from_session(session)
-        else:
-            with db.session() as own:
-                locator = WardLocator.from_session(own)
-        if len(locator):
-            _LOCATORS[db] = locator
+    if locator is not None:
+        return locator
+    empty = _EMPTY.get(db)
+    if empty is not None and time.monotonic() - empty[0] < EMPTY_LOCATOR_SECONDS:
+        return empty[1]
+    if session is not None:
+        locator = WardLocator.from_session(session)
+    else:
+        with db.session() as own:
+            locator = WardLocator.from_session(own)
+    if len(locator):
+        _LOCATORS[db] = locator
+        _EMPTY.pop(db, None)
+    else:
+        _EMPTY[db] = (time.monotonic(), locator)
     return locator
 
 
 def forget_ward_locator(db: Database) -> None:
     """Drop the cached locator of ``db`` (after ward boundaries change)."""
     _LOCATORS.pop(db, None)
+    _EMPTY.pop(db, None)

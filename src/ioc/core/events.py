@@ -273,6 +273,26 @@ def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Eve
     return [Event.from_row(r) for r in rows]
 
 
+def matching_events_after(
+    session: Session, after_id: int, patterns: Sequence[str], limit: int
+) -> tuple[list[Event], int, int]:
+    """The events matching ``patterns`` among the next ``limit`` outbox events after ``after_id``,
+    how many were scanned, and the id of the last scanned (``after_id`` when none). Payloads are
+    read for the matching events only."""
+    heads = session.execute(
+        select(OutboxEvent.id, OutboxEvent.topic).where(OutboxEvent.id > after_id).order_by(OutboxEvent.id).limit(limit)
+    ).all()
+    if not heads:
+        return [], 0, after_id
+    wanted = [event_id for event_id, topic in heads if matches(patterns, topic)]
+    events: list[Event] = []
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(chunk)).order_by(OutboxEvent.id))
+        events.extend(Event.from_row(r) for r in rows)
+    return events, len(heads), int(heads[-1][0])
+
+
 def latest_event_id(session: Session) -> int:
     """The highest committed event id (0 when the outbox is empty)."""
     return int(session.scalar(select(func.coalesce(func.max(OutboxEvent.id), 0))) or 0)
@@ -338,6 +358,15 @@ def _patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
     if not pats:
         raise ValueError("give at least one topic pattern")
     return pats
+
+
+class _HandlerFailed(Exception):
+    """A durable consumer's handler failed on ``event`` (the batch it ran in is rolled back)."""
+
+    def __init__(self, event: Event, error: BaseException) -> None:
+        super().__init__(f"event {event.id}: {error!r}")
+        self.event = event
+        self.error = error
 
 
 class EventBus:
@@ -627,7 +656,19 @@ class EventBus:
                 return
 
     def _consume_batch(self, consumer: _Consumer) -> bool:
-        """One transaction: lock the cursor, handle up to BATCH events; True if more may follow."""
+        """One transaction: lock the cursor, handle up to BATCH events; True if more may follow.
+
+        The batch first runs without savepoints (a savepoint per event costs a flush and two
+        statements). If a handler fails, that transaction is rolled back whole and the batch runs
+        again with a savepoint per event, up to the failing event, which is not called again but
+        recorded as failed: the events before it stay done, as if each had had its savepoint from
+        the start; they were handled twice, once undone (at least once)."""
+        try:
+            return self._consume_events(consumer, None)
+        except _HandlerFailed as failed:
+            return self._consume_events(consumer, failed)
+
+    def _consume_events(self, consumer: _Consumer, failed_before: _HandlerFailed | None) -> bool:
         with self.db.session() as s:
             cursor = self._lock_cursor(s, consumer)
             if cursor is None:
@@ -636,19 +677,28 @@ class EventBus:
             if cursor.retry_at is not None and cursor.retry_at > now:
                 consumer.retry_at = time.monotonic() + (cursor.retry_at - now).total_seconds()
                 return False
-            batch = events_after(s, cursor.last_id, self.BATCH)
-            failure: tuple[Event, Exception] | None = None
+            batch, scanned, last_scanned = matching_events_after(s, cursor.last_id, consumer.patterns, self.BATCH)
+            failure: tuple[Event, BaseException] | None = None
+            # set on the cursor once: a dirty cursor would be flushed before every handler's query
+            done = last_scanned
             for ev in batch:
-                if matches(consumer.patterns, ev.topic):
+                if failed_before is not None and ev.id == failed_before.event.id:
+                    failure = (ev, failed_before.error)
+                elif failed_before is None:
                     try:
-                        # A savepoint per event: a failure undoes that event's writes only, and the
-                        # events before it stay done (fewer repeats under at-least-once).
-                        with s.begin_nested():
+                        consumer.handler(s, ev)
+                    except Exception as exc:
+                        raise _HandlerFailed(ev, exc) from exc  # rolls the whole batch back
+                else:
+                    try:
+                        with s.begin_nested():  # a failure undoes this event's writes only
                             consumer.handler(s, ev)
                     except Exception as exc:
                         failure = (ev, exc)
-                        break
-                cursor.last_id = ev.id
+                if failure is not None:
+                    done = ev.id - 1  # the cursor stays just before the failing event
+                    break
+            cursor.last_id = done
             self.stats.consumer_runs += 1
             if failure is not None:
                 failed, error = failure
@@ -674,7 +724,7 @@ class EventBus:
                 cursor.last_error = None
                 cursor.updated_at = utcnow()
             consumer.retry_at = 0.0
-            return len(batch) == self.BATCH
+            return scanned == self.BATCH
 
     def _lock_cursor(self, s: Session, consumer: _Consumer) -> EventCursor | None:
         """Lock ``consumer``'s cursor row for this transaction; None if another worker holds it."""

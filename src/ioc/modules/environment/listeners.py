@@ -31,7 +31,7 @@ from ioc.core.events import Event
 from . import flood, incidents, service
 from .models import Incident
 from .service import Runtime
-from .stations import ensure_station
+from .stations import already_placed, ensure_station
 from .topics import EntityChange, ReportEvent
 
 log = logging.getLogger("ioc.environment")
@@ -151,7 +151,12 @@ def handle_entity(session: Session, rt: Runtime, change: EntityChange) -> None:
     if kind is None:
         return
     if "location" in change.attributes:  # placed (e.g. a device registered) before, or with, its readings
-        _station(session, rt, change, kind, None)
+        lat, lon = _location(change)
+        moved = (
+            lat is None or lon is None or not already_placed(session, change.tenant, change.id, _name(change), lat, lon)
+        )
+        if moved:
+            _station(session, rt, change, kind, None)
     if kind == "air":
         _air(session, rt, change)
     elif kind == "water":

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,18 @@ def upsert(
 def short_name(entity_id: str) -> str:
     """A readable fallback name from an entity id (``urn:ngsi-ld:AirQualityObserved:hs1`` -> ``hs1``)."""
     return entity_id.rsplit(":", 1)[-1] or entity_id
+
+
+_PLACE = select(EnvStation.lat, EnvStation.lon, EnvStation.name).where(
+    EnvStation.tenant == bindparam("tenant"), EnvStation.entity_id == bindparam("entity_id")
+)
+
+
+def already_placed(session: Session, tenant: str, entity_id: str, name: str | None, lat: float, lon: float) -> bool:
+    """Whether the station of ``entity_id`` exists at (lat, lon) with this name (when one is given):
+    a column read, much cheaper than loading the station, for entities that re-send their place."""
+    row = session.execute(_PLACE, {"tenant": tenant, "entity_id": entity_id}).first()
+    return row is not None and (row.lat, row.lon) == (lat, lon) and (not name or row.name == name[:200])
 
 
 def ensure_station(
