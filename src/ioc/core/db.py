@@ -70,6 +70,8 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 #: Connections a SQLite file's pool may open: above the server's worker threads (anyio's 40) plus
 #: the event bus, consumers and scheduler threads.
 SQLITE_MAX_CONNECTIONS = 96
+#: Connections a SQLite file's pool keeps open between uses (it opens them as needed).
+SQLITE_POOL_SIZE = 32
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -206,10 +208,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # writer at the head of the queue may need a second connection (a cached lookup built
             # on first use, a consumer's side read). A pool smaller than the threads that can
             # queue would let the queue starve its own head until the timeouts: SQLite
-            # connections are cheap, so the pool outgrows the worker threads instead.
+            # connections are cheap, so the pool outgrows the worker threads instead. It keeps
+            # SQLITE_POOL_SIZE of them open: under concurrent requests, a smaller pool would open
+            # (and set up) a fresh connection for most requests and close it after.
             if "poolclass" not in kwargs:
-                kwargs.setdefault("pool_size", 8)
-                kwargs.setdefault("max_overflow", SQLITE_MAX_CONNECTIONS - 8)
+                kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
+                kwargs.setdefault("max_overflow", SQLITE_MAX_CONNECTIONS - SQLITE_POOL_SIZE)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
