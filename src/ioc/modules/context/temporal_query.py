@@ -33,6 +33,7 @@ from sqlalchemy import (
     distinct,
     func,
     literal_column,
+    null,
     select,
     text,
     type_coerce,
@@ -307,8 +308,9 @@ def _where(tenant: str, g: Group, tq: TemporalQuery) -> list[ColumnElement[bool]
     return [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, H.op != "delete", *tq.conditions()]
 
 
-def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit: int) -> None:
-    """Fill ``g.rows`` with at most ``limit`` instances in time order (the last ones with lastN)."""
+def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit: int, *, recorded: bool = True) -> None:
+    """Fill ``g.rows`` with at most ``limit`` instances in time order (the last ones with lastN);
+    without ``recorded`` their recording times are not read (None: only sysAttrs shows them)."""
     col = tq.column
     order: list[Any]
     if tq.last_n is not None:
@@ -317,7 +319,7 @@ def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit:
         order = [col.asc().nulls_first() if tq.timerel is None else col.asc(), H.id.asc()]
     doc, t, rec = _raw_columns(session, col)
     stmt = (
-        select(H.instance_id, H.dataset_id, doc, H.value_num, t, rec, H.kind)
+        select(H.instance_id, H.dataset_id, doc, H.value_num, t, rec if recorded else null(), H.kind)
         .where(*_where(tenant, g, tq))
         .order_by(*order)
         .limit(limit + 1)

@@ -13,7 +13,9 @@ the simplified and aggregated forms it is an array of one object per datasetId.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from .ld import ActiveContext
@@ -83,7 +85,7 @@ def render_temporal(
 
 def _instance(row: Row, g: Group, ctx: ActiveContext, opts: RenderOptions, sys_attrs: bool) -> str:
     text = row.doc_text
-    tail = ',"instanceId":' + json.dumps(row.instance_id)
+    tail = ',"instanceId":' + _quoted(row.instance_id)
     if sys_attrs:
         stamp = json.dumps(format_time(row.recorded_at))
         tail += f',"createdAt":{stamp},"modifiedAt":{stamp}'
@@ -101,6 +103,8 @@ def _instance(row: Row, g: Group, ctx: ActiveContext, opts: RenderOptions, sys_a
 
 
 _DECODE_KINDS = frozenset({"LanguageProperty", "VocabProperty"})
+#: A string as JSON text, as ``json.dumps`` writes it, without building an encoder per call.
+_quoted: Callable[[str], str] = encode_basestring_ascii
 
 
 def _head(g: Group, ds: str) -> dict[str, Any]:
