@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, make_url
 
+from bench import loadgen
 from ioc.core import migrate
 from ioc.core.db import Database, utcnow
 from ioc.modules.context.entity import parse_entity
@@ -214,29 +215,11 @@ def _geo_queries(client: httpx.Client, rnd: random.Random, n: int = 40) -> list[
 async def _concurrent(
     base: str, n_requests: int, make: Any, clients: int = CLIENTS, errors: list[str] | None = None
 ) -> tuple[float, list[float]]:
-    """Run ``n_requests`` requests from ``clients`` concurrent connections; (rate/s, latencies ms).
+    """Run ``n_requests`` requests from ``clients`` concurrent keep-alive connections (the lean
+    client of ``bench/loadgen.py``); (rate/s, latencies ms).
 
     An unexpected status fails the run, or, with ``errors`` given, is counted there."""
-    latencies: list[float] = []
-    todo = iter(range(n_requests))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-
-        async def worker() -> None:
-            for i in todo:
-                method, path, kwargs, ok = make(i)
-                t = time.perf_counter()
-                r = await client.request(method, path, **kwargs)
-                latencies.append((time.perf_counter() - t) * 1000)
-                if errors is not None and r.status_code != ok:
-                    errors.append(f"{r.status_code} {r.text[:200]}")
-                    continue
-                assert r.status_code == ok, r.text
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return n_requests / elapsed, latencies
+    return await loadgen.run(base, n_requests, make, clients, errors)
 
 
 def _cpu_s(pid: int) -> float:
@@ -362,6 +345,43 @@ def bench_rss(n_entities: int) -> dict[str, Any]:
     return result
 
 
+def bench_floor() -> dict[str, Any]:
+    """PATCH and GET against handlers that do nothing (``bench/floor_app.py``), same clients: what
+    uvicorn and FastAPI alone cost per request on this machine, the floor under the broker's figures."""
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our own command line
+        [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/entities/x", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        body = {"m0": {"type": "Property", "value": 1, "observedAt": "2025-07-01T01:00:00Z"}}
+        result: dict[str, Any] = {}
+        for name, make in (
+            ("patch", lambda i: ("PATCH", f"/entities/urn:x:{i}/attrs", {"json": body}, 204)),
+            ("get", lambda i: ("GET", f"/entities/urn:x:{i}", {}, 200)),
+        ):
+            cpu = _cpu_s(proc.pid)
+            rate, lat = asyncio.run(_concurrent(base, 3000, make))
+            result[f"{name}_16_clients_per_s"] = round(rate)
+            result[f"{name}_server_cpu_ms"] = round((_cpu_s(proc.pid) - cpu) / 3000 * 1000, 2)
+            result[f"{name}_p99_ms"] = _pct(lat, 0.99)
+        return result
+    finally:
+        _stop(proc)
+
+
 def run() -> dict[str, Any]:
     n = int(os.environ.get("IOC_BENCH_ENTITIES", "100000"))
     results: dict[str, Any] = {}
@@ -370,6 +390,13 @@ def run() -> dict[str, Any]:
     pg = os.environ.get("IOC_BENCH_DATABASE_URL")
     if pg:
         results["postgresql"] = bench_database(pg, n)
+    results["framework_floor"] = floor = bench_floor()
+    print(
+        f"[context/floor] do-nothing handlers, same stack and clients: PATCH {floor['patch_16_clients_per_s']}/s "
+        f"({floor['patch_server_cpu_ms']} ms server CPU each), GET {floor['get_16_clients_per_s']}/s "
+        f"({floor['get_server_cpu_ms']} ms)",
+        file=sys.stderr,
+    )
     rss_n = int(os.environ.get("IOC_BENCH_RSS_ENTITIES", "0"))
     rss = bench_rss(rss_n) if rss_n else None
     for name, r in results.items():
