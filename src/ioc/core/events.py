@@ -571,7 +571,7 @@ class EventBus:
         return delivered
 
     def dispatch_once(self) -> int:
-        """Hand what is new in the outbox to the listeners; returns the number of events."""
+        """Hand what is new in the outbox to the listeners; returns the number of events some listener wanted."""
         with self._dispatch_lock:
             self.stats.last_poll = time.time()
             delivered = 0
@@ -583,15 +583,20 @@ class EventBus:
                         after = latest_event_id(s)
                     with self._lock:
                         self._last_id = after
+                with self._lock:
+                    wanted = {p for entry in self._listeners if entry.active for p in entry.patterns}
                 with self.db.session() as s:
-                    batch = events_after(s, after, self.BATCH)
-                if not batch:
+                    # payloads are read for the events some listener wants only
+                    batch, scanned, last_scanned = matching_events_after(s, after, tuple(wanted), self.BATCH)
+                if not scanned:
                     break
                 with self._lock:
                     # The batch is claimed together with the snapshot: a listener added while it is
                     # being delivered gets a position after it, so it misses nothing above that.
                     listeners = list(self._listeners)
-                    self._last_id = batch[-1].id
+                    if not {p for entry in listeners if entry.active for p in entry.patterns} <= wanted:
+                        continue  # a listener of other topics came meanwhile: read the batch again
+                    self._last_id = last_scanned
                 for ev in batch:
                     for entry in listeners:
                         if entry.active and matches(entry.patterns, ev.topic):
@@ -601,7 +606,7 @@ class EventBus:
                                 log.exception("listener %r failed on event %s", entry.fn, ev.id)
                 delivered += len(batch)
                 self.stats.delivered += len(batch)
-                if len(batch) < self.BATCH:
+                if scanned < self.BATCH:
                     break
             return delivered
 
