@@ -273,6 +273,17 @@ def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Eve
     return [Event.from_row(r) for r in rows]
 
 
+#: The columns of an outbox row in the order of :class:`Event`'s fields.
+_EVENT_COLUMNS = (
+    OutboxEvent.id,
+    OutboxEvent.topic,
+    OutboxEvent.payload,
+    OutboxEvent.created_at,
+    OutboxEvent.ward_code,
+    OutboxEvent.agency_id,
+)
+
+
 def matching_events_after(
     session: Session, after_id: int, patterns: Sequence[str], limit: int
 ) -> tuple[list[Event], int, int]:
@@ -288,8 +299,8 @@ def matching_events_after(
     events: list[Event] = []
     for i in range(0, len(wanted), 500):
         chunk = wanted[i : i + 500]
-        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(chunk)).order_by(OutboxEvent.id))
-        events.extend(Event.from_row(r) for r in rows)
+        rows = session.execute(select(*_EVENT_COLUMNS).where(OutboxEvent.id.in_(chunk)).order_by(OutboxEvent.id))
+        events.extend(Event(*r) for r in rows)  # columns, not ORM objects: a batch is hundreds of rows
     return events, len(heads), int(heads[-1][0])
 
 
