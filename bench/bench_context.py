@@ -1,7 +1,8 @@
 """Benchmarks of the NGSI-LD broker (module ``context``) against a real ``ioc serve``: ``run() -> dict``.
 
 Each database gets a fresh schema and its own ``ioc serve`` subprocess (one worker, anonymous
-writes on), driven over HTTP with httpx from this process:
+writes on), driven over HTTP from this process (the concurrent figures with the lean keep-alive
+client of ``bench/loadgen.py``, the rest with httpx):
 
 * batch upsert of 1,000 entities × 5 attributes per request, history on (``options=update``,
   median of 5), vs the raw rate of inserting the same rows (entity + attributes + history)
@@ -11,8 +12,10 @@ writes on), driven over HTTP with httpx from this process:
 * ``GET /entities/{id}``, 16 concurrent clients: rate;
 * ``type`` + ``q`` + ``geoQ`` over N entities (100,000 by default; bulk-loaded through the
   store's bulk path, not HTTP), limit 100, p95 of 40 queries;
-* one year of hourly values of one attribute (8,760 history rows): skipped, the temporal API
-  does not exist yet (reported as ``temporal_year_raw_ms: "skipped: no temporal API yet"``).
+* the floor: the same clients against the same stack (uvicorn, FastAPI, the thread pool) with
+  handlers that do nothing (``bench/floor_app.py``): what a request costs before the broker's work.
+
+One year of hourly values of one attribute is ``bench_temporal``'s.
 
 SQLite always; PostgreSQL too when ``IOC_BENCH_DATABASE_URL`` is set
 (``postgresql+psycopg://postgres@127.0.0.1:5432/<db>``: the database is dropped and created
@@ -300,7 +303,6 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
         with httpx.Client(base_url=base + BASE, timeout=300) as client:
             lat = _geo_queries(client, rnd)
         result["query_p95_ms"] = _pct(lat, 0.95)
-        result["temporal_year_raw_ms"] = "skipped: no temporal API yet"
     finally:
         _stop(proc)
     return result
@@ -390,7 +392,7 @@ def run() -> dict[str, Any]:
     pg = os.environ.get("IOC_BENCH_DATABASE_URL")
     if pg:
         results["postgresql"] = bench_database(pg, n)
-    results["framework_floor"] = floor = bench_floor()
+    floor = bench_floor()
     print(
         f"[context/floor] do-nothing handlers, same stack and clients: PATCH {floor['patch_16_clients_per_s']}/s "
         f"({floor['patch_server_cpu_ms']} ms server CPU each), GET {floor['get_16_clients_per_s']}/s "
@@ -405,9 +407,10 @@ def run() -> dict[str, Any]:
             f"raw {r['raw_insert_rows_per_s']} rows/s, ratio {r['ratio']}; "
             f"PATCH ×{CLIENTS} {r['patch_16_clients_per_s']}/s p99 {r['patch_p99_ms']} ms; "
             f"GET by id {r['get_by_id_per_s']}/s; type+q+geoQ over {r['entities']} entities p95 "
-            f"{r['query_p95_ms']} ms; temporal year: {r['temporal_year_raw_ms']}",
+            f"{r['query_p95_ms']} ms (the temporal year: bench_temporal)",
             file=sys.stderr,
         )
+    results["framework_floor"] = floor
     if rss is not None:
         results["sqlite_memory"] = rss
         print(
