@@ -268,3 +268,14 @@ def test_ward_index_throughput_is_at_least_200k_points_per_second() -> None:
         index.locate_many(lons, lats)
         best = min(best, time.perf_counter() - started)
     assert n / best >= 200_000, f"{n / best:,.0f} points/s"
+
+
+def test_repair_makes_a_self_intersecting_polygon_valid_instead_of_refusing_it() -> None:
+    bowtie = {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]}
+    with pytest.raises(GeometryError, match="Self-intersection"):
+        shape_from_geojson(bowtie)
+    repaired = shape_from_geojson(bowtie, repair=True)
+    assert repaired.is_valid
+    assert repaired.geom_type == "MultiPolygon"  # the two triangles the ring encloses
+    assert repaired.area == pytest.approx(2.0)
+    assert shape_from_geojson({"type": "Point", "coordinates": [1, 1]}, repair=True).equals(shapely.Point(1, 1))

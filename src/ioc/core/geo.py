@@ -59,7 +59,7 @@ class GeometryError(ValueError):
     """A GeoJSON geometry that cannot be used; the message says why and where."""
 
 
-def shape_from_geojson(obj: Mapping[str, Any]) -> BaseGeometry:
+def shape_from_geojson(obj: Mapping[str, Any], *, repair: bool = False) -> BaseGeometry:
     """Validate a GeoJSON geometry (or Feature) and return it as a shapely geometry.
 
     Checks, in order: it is an object with a known ``type``; ``coordinates`` has the right
@@ -67,6 +67,9 @@ def shape_from_geojson(obj: Mapping[str, Any]) -> BaseGeometry:
     [-180, 180] and latitude in [-90, 90]; line strings have ≥ 2 positions and polygon rings
     ≥ 4 positions and are closed; the geometry is not empty; polygons are valid (no
     self-intersection, holes inside their shell). A ``Feature`` is unwrapped to its geometry.
+    With ``repair``, an invalid geometry is not refused but made valid (``shapely.make_valid``:
+    a self-intersecting ring becomes the polygons it encloses), for computing with geometries
+    that GeoJSON (RFC 7946) lets through, as NGSI-LD GeoProperties do.
 
     Raises:
         GeometryError: a ``ValueError`` with a Vietnamese message followed by English.
@@ -84,6 +87,8 @@ def shape_from_geojson(obj: Mapping[str, Any]) -> BaseGeometry:
     if geom.is_empty:
         raise GeometryError("Hình học rỗng (empty geometry)")
     if not geom.is_valid:
+        if repair:
+            return shapely.make_valid(geom)
         reason = shapely.is_valid_reason(geom)
         raise GeometryError(f"Hình học không hợp lệ (invalid geometry): {reason}")
     return geom

@@ -160,11 +160,16 @@ def test_attribute_operations(ngsi: Ngsi) -> None:
     assert r.status_code == 204
     speeds = ngsi.get(E1).json()["speed"]
     assert isinstance(speeds, list) and {s.get("datasetId") for s in speeds} == {None, "urn:ngsi-ld:ds:gps"}
-    # update attrs: only existing ones
+    # update attrs: existing ones replaced, missing ones appended (011_01_03); deleting a missing one: 207
     r = ngsi.patch(
         E1 + "/attrs", json={"brand": {"type": "Property", "value": "X"}, "nope": {"type": "Property", "value": 1}}
     )
-    assert r.status_code == 207 and r.json()["updated"] == ["brand"]
+    assert r.status_code == 204, r.text
+    assert ngsi.get(E1).json()["nope"] == {"type": "Property", "value": 1}
+    r = ngsi.patch(E1 + "/attrs", json={"brand": {"type": "Property", "value": "X"}, "gone": "urn:ngsi-ld:null"})
+    assert r.status_code == 207 and r.json()["updated"] == ["brand"], r.text
+    assert r.json()["notUpdated"][0]["attributeName"] == "gone"
+    assert ngsi.delete(E1 + "/attrs/nope").status_code == 204
     # partial update keeps other members
     assert ngsi.patch(E1 + "/attrs/brand", json={"value": "Y"}).status_code == 204
     assert ngsi.get(E1).json()["brand"] == {"type": "Property", "value": "Y"}

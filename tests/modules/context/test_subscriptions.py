@@ -251,7 +251,8 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"expiresAt": "2001-01-01T00:00:00Z"}, "BadRequestData"),
     ({"expiresAt": "tomorrow"}, "BadRequestData"),
     ({"isActive": "yes"}, "BadRequestData"),
-    ({"scopeQ": "/Vinh"}, "OperationNotSupported"),
+    ({"scopeQ": "/Vinh/"}, "BadRequestData"),
+    ({"temporalQ": {"timerel": "after", "timeAt": "2025-01-01T00:00:00Z"}}, "OperationNotSupported"),
 ]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ioc.core.auth import Principal
 from ioc.core.db import Database, utcnow
 
-from . import contexts, service
+from . import contexts, linked, service
 from .entity import EntityInput, check_name, parse_attribute, parse_attributes, parse_entity, parse_types
 from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_found
 from .events import publish_changes
@@ -43,7 +43,8 @@ from .http import (
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, core_document, is_core_url, is_uri
 from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
-from .render import RenderOptions, geojson_feature, render_entity
+from .render import RenderOptions, _lang_ranges, geojson_feature
+from .scope import parse_scope_query
 from .search import (
     EntityQuery,
     Ordering,
@@ -139,13 +140,19 @@ def attribute_deletion(
     return tenant, eid, ctx, ctx.expand(attr_id), dataset_id, bool_param(request, "deleteAll")
 
 
+#: The ``options`` of a read (§6.3.7, §6.3.11, §6.3.12): representations and ``sysAttrs``.
+_READ_OPTIONS = frozenset({"keyValues", "simplified", "concise", "normalized", "sysAttrs"})
+
+
 def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = False) -> RenderOptions:
+    """The representation a read asks for with ``options``, ``format`` (which wins), ``lang`` and the
+    projections; an ``options`` or ``format`` value the operation does not define is 400
+    InvalidRequest (§6.3.20), as for the temporal API."""
     opts = options_of(request)
     fmt = request.query_params.get("format")
-    known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite", "update", "replace"}
-    unknown = opts - known
+    unknown = opts - _READ_OPTIONS
     if unknown:
-        raise bad_request(f"Unknown options: {', '.join(sorted(unknown))}.")
+        raise invalid_request(f"Unknown options: {', '.join(sorted(unknown))}.")
     if fmt is None:
         if "keyValues" in opts or "simplified" in opts:
             fmt = "keyValues"
@@ -156,35 +163,41 @@ def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = 
     if fmt == "simplified":
         fmt = "keyValues"
     if fmt not in ("normalized", "concise", "keyValues"):
-        raise bad_request(f"Invalid format {fmt!r}.")
-    pick = csv_param(request, "pick")
-    omit = csv_param(request, "omit")
-    for items in (pick, omit):
-        if items and any("{" in i for i in items) and request.query_params.get("join") not in ("flat", "inline"):
-            raise bad_request("Projecting Linked Entity attributes ({...}) needs join=flat or join=inline.")
+        raise invalid_request(f"Invalid format {fmt!r}.")
+    join = request.query_params.get("join")
+    pick = linked.projection_param(request.query_params.getlist("pick"), ctx, "pick", join)
+    omit = linked.projection_param(request.query_params.getlist("omit"), ctx, "omit", join)
     attrs = csv_param(request, "attrs")
     if pick is not None and omit is not None:
         raise bad_request("pick and omit cannot be used together.")
+    if attrs is not None and (pick is not None or omit is not None):
+        raise bad_request("attrs cannot be used together with pick or omit (§4.21).")
 
-    def names(items: list[str] | None, keep: bool) -> set[str] | None:
-        if items is None:
-            return None
-        out = {i if i in ("id", "type", "scope") else ctx.expand(i) for i in items}
-        if keep:
-            out.update({"id", "type", "scope"})
-        return out
+    def names(items: list[str]) -> set[str]:
+        return {i if i in ("id", "type", "scope") else ctx.expand(i) for i in items} | {"id", "type", "scope"}
 
-    pick_set = names(pick, False)
+    pick_set = linked.top_names(pick, omit=False) if pick is not None else None
     if attrs is not None:
-        attr_set = names(attrs, True) or set()
-        pick_set = attr_set if pick_set is None else pick_set & attr_set
+        pick_set = names(attrs)
     return RenderOptions(
         fmt=fmt,
         sys_attrs="sysAttrs" in opts or default_sys,
-        lang=request.query_params.get("lang"),
+        lang=_language_filter(request.query_params.get("lang")),
         pick=pick_set,
-        omit=names(omit, False),
+        omit=linked.top_names(omit, omit=True) if omit is not None else None,
     )
+
+
+def _language_filter(raw: str | None) -> str | None:
+    """``lang`` (§4.15): a ``*`` ranked below a named language only means "else any language", the
+    fallback of the filter anyway, so it is dropped (``fr-CH,fr;q=0.9,en;q=0.8,*;q=0.5`` picks French,
+    018_07_04); a ``*`` ranked first is kept as given."""
+    if raw is None or "*" not in raw:
+        return raw
+    ranges = _lang_ranges(raw)
+    if not ranges or ranges[0] == "*":
+        return raw
+    return ",".join(r for r in ranges if r != "*")
 
 
 def _entity_id(raw: str) -> str:
@@ -247,6 +260,8 @@ def build_router(broker: Broker) -> APIRouter:
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
         p = request.query_params
+        if "geometryProperty" in p and media != GEOJSON:
+            raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.2.4).")
         query = _entity_query(request, ctx, readable)
         # §5.7.2.4: attrs and q only narrow a query when they name a non-system attribute.
         attrs_ok = "attrs" in p and not system_only(csv_param(request, "attrs") or [])
@@ -271,6 +286,7 @@ def build_router(broker: Broker) -> APIRouter:
         elif "collation" in p or "orderFrom" in p:
             raise bad_request("collation and orderFrom go with orderBy.")
         opts = render_options(request, ctx)
+        join = linked.join_param(request.query_params, ctx)
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
         offset = int_param(request, "offset", 0)
         count = bool_param(request, "count")
@@ -279,20 +295,22 @@ def build_router(broker: Broker) -> APIRouter:
         with _db(request).session() as session:
             check_tenant(session, tenant)
             entities, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
+            items = linked.render_joined(session, tenant, entities, ctx, opts, join, readable)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-        return _entities_response(request, entities, ctx, opts, media, headers)
+        return _entities_response(request, items, ctx, opts, media, headers)
 
     def _entities_response(
         request: Request,
-        entities: list[StoredEntity],
+        items: list[tuple[StoredEntity, dict[str, Any]]],
         ctx: ActiveContext,
         opts: RenderOptions,
         media: str,
         headers: dict[str, str],
     ) -> Response:
+        """The rendered entities (with their Linked Entities, §4.5.23) as an array or a FeatureCollection."""
         if media == GEOJSON:
             geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
-            features = [geojson_feature(e, ctx, opts, geo_prop) for e in entities]
+            features = [geojson_feature(e, ctx, opts, geo_prop, body) for e, body in items]
             return respond(
                 {"type": "FeatureCollection", "features": features},
                 ctx,
@@ -300,7 +318,7 @@ def build_router(broker: Broker) -> APIRouter:
                 headers=headers,
                 body_json=prefers_json_body(request),
             )
-        return respond([render_entity(e, ctx, opts) for e in entities], ctx, media, headers=headers)
+        return respond([body for _, body in items], ctx, media, headers=headers)
 
     @router.delete("/entities")
     def purge_entities(request: Request, principal: OptionalPrincipal) -> Response:
@@ -310,8 +328,8 @@ def build_router(broker: Broker) -> APIRouter:
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
         p = request.query_params
-        if not any(k in p for k in ("type", "id", "idPattern", "q")):
-            raise bad_request("Purge Entities needs type, id, idPattern or q.")
+        if not any(k in p for k in ("type", "id", "idPattern", "q", "scopeQ")):
+            raise bad_request("Purge Entities needs type, id, idPattern, q or scopeQ.")
         if "keep" in p or "drop" in p:
             raise NgsiError("OperationNotSupported", "keep and drop are not supported; whole entities are purged.")
         query = _entity_query(request, ctx, None)
@@ -450,18 +468,22 @@ def build_router(broker: Broker) -> APIRouter:
         if "geometryProperty" in request.query_params and media != GEOJSON:
             raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.1.4).")
         opts = render_options(request, ctx)
+        join = linked.join_param(request.query_params, ctx)
         with _db(request).session() as session:
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
-        if readable is not None and not set(entity.types) & readable:
-            raise NgsiError(
-                "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
-            )
+            if readable is not None and not set(entity.types) & readable:
+                raise NgsiError(
+                    "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
+                )
+            _require_some_attr(entity, csv_param(request, "attrs"), ctx)
+            items = linked.render_joined(session, tenant, [entity], ctx, opts, join, readable)
+        if len(items) > 1:  # join=flat found Linked Entities: an array of entities (§4.5.23.2)
+            return _entities_response(request, items, ctx, opts, media, {})
         if media == GEOJSON:
             geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
-            return respond(
-                geojson_feature(entity, ctx, opts, geo_prop), ctx, media, body_json=prefers_json_body(request)
-            )
-        return respond(render_entity(entity, ctx, opts), ctx, media)
+            feature = geojson_feature(entity, ctx, opts, geo_prop, items[0][1])
+            return respond(feature, ctx, media, body_json=prefers_json_body(request))
+        return respond(items[0][1], ctx, media)
 
     @router.delete("/entities/{entity_id:path}")
     def delete_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
@@ -778,6 +800,17 @@ def _check_linked_q(request: Request) -> None:
         raise bad_request(f"The q goes {depth} Linked Entity levels deep, beyond joinLevel={level} (too deep query).")
 
 
+def _require_some_attr(entity: StoredEntity, attrs: list[str] | None, ctx: ActiveContext) -> None:
+    """§5.7.1.4: Retrieve Entity with ``attrs`` naming none of the entity's Attributes is ResourceNotFound
+    (system members such as ``createdAt`` are not Attributes and do not count)."""
+    names = [a for a in attrs or [] if not system_only([a])]
+    if not names:
+        return
+    has = set(entity.attrs) | ({"scope"} if entity.scope else set())
+    if not any((a if a == "scope" else ctx.expand(a)) in has for a in names):
+        raise not_found(f"The entity {entity.id} has none of the attributes {', '.join(names)}.")
+
+
 def _fragment(body: Any, ctx: ActiveContext, eid: str, *, merge: bool) -> EntityInput:
     if not isinstance(body, dict):
         raise bad_request("The body must be a JSON object.")
@@ -808,6 +841,7 @@ def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | Non
         attrs=[ctx.expand(a) for a in attrs] if attrs else None,
         q=q,
         geo=geo,
+        scope=parse_scope_query(p["scopeQ"]) if "scopeQ" in p else None,
         readable=readable,
     )
 

@@ -13,11 +13,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from ioc.core.auth import OptionalPrincipal
+from ioc.core.db import Database
 
-from . import service
+from . import linked, service
 from .entity import EntityInput, parse_entity
 from .errors import NgsiError, bad_request
 from .http import (
+    GEOJSON,
+    JSONLD,
     Body,
     Broker,
     accept,
@@ -26,15 +29,17 @@ from .http import (
     item_context,
     link_context,
     options_of,
+    prefers_json_body,
     read_json,
     readable_types,
     require_write,
     respond,
     tenant_of,
 )
-from .ld import is_uri
+from .ld import ActiveContext, is_uri
 from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
-from .render import RenderOptions, render_entity
+from .render import RenderOptions, geojson_feature
+from .scope import parse_scope_query
 from .search import EntityQuery, Ordering, Selector, compile_pattern, parse_ordering
 from .store import check_tenant, load_entities
 
@@ -74,6 +79,22 @@ def _parse_all(
     return parsed, errors
 
 
+def _no_link_with_jsonld(request: Request, ct: str) -> None:
+    """§6.3.5: a JSON-LD body brings its own @context, so a context Link header beside it is a
+    BadRequestData for the whole request (not an error of each entity)."""
+    if ct == JSONLD and link_context(request) is not None:
+        raise bad_request("A JSON-LD body must not come with a context Link header (§6.3.5).")
+
+
+def _append(cs: Any, current: Any, inp: EntityInput, options: set[str]) -> None:
+    """Batch Entity Update of one entity (§5.6.9.4): Append Entity Attributes (§5.6.3). An entity
+    whose attributes were not all appended (``noOverwrite`` kept existing ones) is not "successfully
+    updated": it goes to the errors, with the attributes that were new still appended."""
+    result = service.append(cs, current, inp, no_overwrite="noOverwrite" in options)
+    if result.not_updated:
+        raise bad_request("; ".join(f"{name}: {reason}" for name, reason in result.not_updated))
+
+
 def _result(success: list[str], errors: Errors, ok_status: int, ok_body: Any = None) -> Response:
     if errors:
         return JSONResponse({"success": success, "errors": errors}, status_code=207)
@@ -83,7 +104,7 @@ def _result(success: list[str], errors: Errors, ok_status: int, ok_body: Any = N
 
 
 def add_batch_routes(router: APIRouter, broker: Broker) -> None:
-    from .api import P_QUERY, P_WRITE, check_params, write_session
+    from .api import P_QUERY, P_WRITE, check_params, query_page, render_options, write_session
 
     @router.post("/entityOperations/create")
     def batch_create(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -114,6 +135,7 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
         options = options_of(request)
         if op == "delete":
             return _delete(request, tenant, items)
+        _no_link_with_jsonld(request, ct)
         parsed, errors = _parse_all(
             broker, request, items, ct, require_type=op in ("create", "upsert"), merge=op == "merge"
         )
@@ -139,9 +161,7 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
                     elif current is None:
                         raise NgsiError("ResourceNotFound", f"The entity {inp.id} does not exist.")
                     elif op == "update":
-                        result = service.append(cs, current, inp, no_overwrite="noOverwrite" in options)
-                        if result.not_updated and not result.updated and "noOverwrite" not in options:
-                            raise bad_request("; ".join(r for _, r in result.not_updated))
+                        _append(cs, current, inp, options)
                     else:
                         service.merge(cs, current, inp)
                     success.append(inp.id)
@@ -175,43 +195,44 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
 
     @router.post("/entityOperations/query")
     def batch_query(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        """Query Entities via POST (§5.7.2, §6.23.3.1): a Query object (§5.2.23) in the body, answered
+        as JSON, JSON-LD or GeoJSON like ``GET /entities``."""
         check_params(request, P_QUERY)
-        media = accept(request)
+        media = accept(request, geo=True)
         tenant = tenant_of(request)
         readable = readable_types(broker, principal)
         body, ct = read_json(request, raw)
         if not isinstance(body, dict):
             raise bad_request("The body must be a Query object.")
-        ctx = (
-            item_context(broker, request, body, ct)
-            if ct != "application/json" or link_context(request)
-            else broker.loader.core
-        )
+        _no_link_with_jsonld(request, ct)
+        ctx = item_context(broker, request, body, ct) if ct == JSONLD or link_context(request) else broker.loader.core
         if body.get("type", "Query") != "Query":
             raise bad_request("The body type must be Query.")
+        if "temporalQ" in body:
+            raise bad_request("temporalQ is only for Query Temporal Evolution of Entities (§5.2.23).")
         query = _query_from_body(body, ctx, readable)
-        opts = RenderOptions()
-        from .api import render_options
-
         opts = render_options(request, ctx)
-        attrs = body.get("attrs")
-        if isinstance(attrs, list) and attrs:
-            opts.pick = {ctx.expand(a) for a in attrs} | {"id", "type", "scope"}
+        if query.attrs is not None:
+            opts.pick = set(query.attrs) | {"id", "type", "scope"}
+        pick, omit = _projections(body, request, ctx, opts)
         opts.lang = body.get("lang") or opts.lang
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
         offset = int_param(request, "offset", 0)
         count = bool_param(request, "count")
-        from ioc.core.db import Database
-
-        db: Database = request.app.state.db
         ordering = _ordering_from_body(body, ctx)
-        from .api import query_page
-
+        join = _join_from_body(body, request, query, pick, omit)
+        db: Database = request.app.state.db
         with db.session() as session:
             check_tenant(session, tenant)
             entities, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
+            items = linked.render_joined(session, tenant, entities, ctx, opts, join, readable)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-        return respond([render_entity(e, ctx, opts) for e in entities], ctx, media, headers=headers)
+        if media == GEOJSON:
+            geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
+            features = [geojson_feature(e, ctx, opts, geo_prop, item) for e, item in items]
+            collection = {"type": "FeatureCollection", "features": features}
+            return respond(collection, ctx, media, headers=headers, body_json=prefers_json_body(request))
+        return respond([item for _, item in items], ctx, media, headers=headers)
 
 
 def _selector(sel: dict[str, Any], ctx: Any) -> Selector:
@@ -247,13 +268,17 @@ def _query_from_body(body: dict[str, Any], ctx: Any, readable: set[str] | None) 
             query.selectors = parsed
     attrs = body.get("attrs")
     if attrs is not None:
-        if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
-            raise bad_request("attrs must be an array of attribute names.")
-        query.attrs = [ctx.expand(a) for a in attrs] or None
+        if not isinstance(attrs, list) or not attrs or not all(isinstance(a, str) and a for a in attrs):
+            raise bad_request("attrs must be a non-empty array of attribute names (§5.2.23).")
+        query.attrs = [ctx.expand(a) for a in attrs]
     if body.get("q") is not None:
         if not isinstance(body["q"], str):
             raise bad_request("q must be a string.")
         query.q = parse_q(body["q"], ctx)
+    if body.get("scopeQ") is not None:
+        if not isinstance(body["scopeQ"], str):
+            raise bad_request("scopeQ must be a string.")
+        query.scope = parse_scope_query(body["scopeQ"])
     geo = body.get("geoQ")
     if geo is not None:
         if not isinstance(geo, dict):
@@ -264,6 +289,50 @@ def _query_from_body(body: dict[str, Any], ctx: Any, readable: set[str] | None) 
     if selectors is None and query.attrs is None and query.q is None and query.geo is None:
         raise bad_request("A query needs entities, attrs, q or geoQ.")
     return query
+
+
+def _projections(
+    body: dict[str, Any], request: Request, ctx: ActiveContext, opts: RenderOptions
+) -> tuple[linked.Projection | None, linked.Projection | None]:
+    """The Query's ``pick`` and ``omit`` (§5.2.23, non-empty String[] of §4.21 projections), else
+    those of the URL; set on ``opts`` and returned for the Linked Entities (§4.5.23)."""
+    join = body.get("join") if isinstance(body.get("join"), str) else None
+    trees: list[linked.Projection | None] = []
+    for name in ("pick", "omit"):
+        raw = body.get(name)
+        if raw is None:
+            trees.append(linked.projection_param(request.query_params.getlist(name), ctx, name, join))
+            continue
+        if not isinstance(raw, list) or not raw or not all(isinstance(v, str) and v for v in raw):
+            raise bad_request(f"{name} must be a non-empty array of strings (§5.2.23).")
+        trees.append(linked.projection_param(raw, ctx, name, join))
+    pick, omit = trees
+    if pick is not None and omit is not None:
+        raise bad_request("pick and omit cannot be used together.")
+    if (pick is not None or omit is not None) and "attrs" in body:
+        raise bad_request("attrs cannot be used together with pick or omit (§4.21).")
+    if pick is not None:
+        opts.pick = linked.top_names(pick, omit=False)
+    if omit is not None:
+        opts.omit = linked.top_names(omit, omit=True)
+    return pick, omit
+
+
+def _join_from_body(
+    body: dict[str, Any],
+    request: Request,
+    query: EntityQuery,
+    pick: linked.Projection | None,
+    omit: linked.Projection | None,
+) -> linked.Join | None:
+    """The Query's ``join`` and ``joinLevel`` (§5.2.23, §4.5.23); a Linked Entity q needs a join at
+    least as deep as itself (§5.7.2.4)."""
+    contained = [i.strip() for raw in request.query_params.getlist("containedBy") for i in raw.split(",") if i.strip()]
+    join = linked.parse_join(body.get("join"), body.get("joinLevel"), contained, pick, omit)
+    depth = linked.link_depth(query.q) if query.q is not None else 0
+    if depth and (join is None or depth > join.level):
+        raise bad_request("A q on Linked Entity attributes needs a join at least as deep (too deep query).")
+    return join
 
 
 def _ordering_from_body(body: dict[str, Any], ctx: Any) -> Ordering | None:

@@ -130,6 +130,15 @@ class Delete:
 DELETE = Delete()
 
 
+def check_scope(scope: Any) -> None:
+    """400 BadRequestData unless ``scope`` is absent, a Scope or a non-empty array of them (§4.18)."""
+    if scope is None:
+        return
+    scopes = scope if isinstance(scope, list) else [scope]
+    if not scopes or not all(isinstance(s, str) and _SCOPE.match(s) for s in scopes):
+        raise bad_request("Invalid scope: levels are a letter then letters, digits or _ (§4.18).")
+
+
 @dataclass
 class EntityInput:
     """A parsed entity (or entity fragment): attribute name IRI -> datasetId -> stored doc."""
@@ -207,16 +216,22 @@ def infer_kind(raw: dict[str, Any]) -> str:
     return "Property"
 
 
+def _null_member(key: str, value: Any) -> bool:
+    """An NGSI-LD Null value member: ``urn:ngsi-ld:null``, or for a languageMap
+    ``{"@none": "urn:ngsi-ld:null"}`` (the Null of a LanguageProperty, §4.5.18, §5.8.6)."""
+    return value == NULL or (key == "languageMap" and value == {"@none": NULL})
+
+
 def _nulled(raw: dict[str, Any]) -> bool:
-    """Whether an attribute fragment's own value member is ``urn:ngsi-ld:null`` (delete it, §5.5.4):
+    """Whether an attribute fragment's own value member is an NGSI-LD Null (delete it, §5.5.4):
     ``value`` of a Property, ``object`` of a Relationship, ``vocab``, ``json``, ``languageMap``…"""
     if "type" not in raw:  # a partial update's fragment: whichever value member it carries
-        return any(raw.get(key) == NULL for key in ("value", "object", "languageMap", "vocab", "json"))
+        return any(_null_member(key, raw.get(key)) for key in ("value", "object", "languageMap", "vocab", "json"))
     kind = raw["type"]
     if isinstance(kind, str) and kind.startswith(NGSI_LD):
         kind = kind[len(NGSI_LD) :]
     key = VALUE_KEY.get(kind) if isinstance(kind, str) else None
-    return key is not None and kind != "GeoProperty" and raw.get(key) == NULL
+    return key is not None and kind != "GeoProperty" and _null_member(key, raw.get(key))
 
 
 def parse_attribute(
@@ -364,7 +379,7 @@ def _geometry(value: Any, where: str) -> dict[str, Any]:
         # §4.6.3: every GeoJSON geometry "with the exception of GeometryCollection".
         raise bad_request(f"{where}: a GeoProperty value must be a GeoJSON geometry (not a collection).")
     try:
-        shape_from_geojson(value)
+        shape_from_geojson(value, repair=True)  # RFC 7946 lets self-intersecting rings through
     except GeometryError as exc:
         raise bad_request(f"{where}: invalid GeoJSON geometry: {exc}") from exc
     return value
@@ -480,10 +495,7 @@ def parse_entity(
         raise bad_request(f"The entity id must be a URI, got {raw_id!r}.")
     types = parse_types(body.get("type", body.get("@type")), ctx, required=require_type)
     scope = body.get("scope")
-    if scope is not None:
-        scopes = scope if isinstance(scope, list) else [scope]
-        if not scopes or not all(isinstance(s, str) and _SCOPE.match(s) for s in scopes):
-            raise bad_request("Invalid scope: levels are a letter then letters, digits or _ (§4.18).")
+    check_scope(scope)
     attrs = parse_attributes(body, ctx, merge=merge)
     check_model(types, attrs)  # Smart Data Models schemas, when IOC_NGSILD_VALIDATE_MODELS is on
     return EntityInput(raw_id, types, scope, attrs)

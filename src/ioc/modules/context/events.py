@@ -33,6 +33,9 @@ class EntityChange(BaseModel):
     type_iris: list[str]
     attributes: dict[str, Any] = Field(default_factory=dict)  # name -> normalized attribute
     deleted_attributes: list[str] = Field(default_factory=list)
+    # name -> datasetIds of the instances deleted from an attribute that keeps other instances
+    deleted_instances: dict[str, list[str]] = Field(default_factory=dict)
+    scope: Any = None  # the entity's scope (§4.18): a deleted entity's is matched against scopeQ
     at: datetime
 
 
@@ -72,6 +75,11 @@ def _payload(cs: ChangeSet, ev: EntityEvent, core: ActiveContext, opts: RenderOp
             if per_ds:
                 attrs[core.compact(name)] = render_attr(per_ds, core, opts)
     deleted = sorted({core.compact(n) for n in ev.deleted if n not in e.attrs})
+    instances = {
+        core.compact(n): sorted({ds for ds in dss if ds not in e.attrs[n]})
+        for n, dss in ev.deleted.items()
+        if n in e.attrs and set(dss) - set(e.attrs[n])
+    }
     if ev.kind == "deleted":
         deleted = sorted(core.compact(n) for n in e.attrs)
     return EntityChange(
@@ -81,6 +89,8 @@ def _payload(cs: ChangeSet, ev: EntityEvent, core: ActiveContext, opts: RenderOp
         type_iris=list(e.types),
         attributes=attrs,
         deleted_attributes=deleted,
+        deleted_instances=instances if ev.kind != "deleted" else {},
+        scope=e.scope,
         at=cs.now,
     )
 

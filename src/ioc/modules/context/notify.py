@@ -239,7 +239,8 @@ class Notifier:
                 return
             sub = s.get(NgsiSubscription, note.subscription_pk)
             if sub is None or subscription_status(sub) != "active":
-                s.delete(note)  # deleted, paused or expired since: nothing is sent
+                # deleted, paused or expired since: nothing is sent
+                s.execute(delete(NgsiNotification).where(NgsiNotification.id == note_id))
                 return
             tenant, body = note.tenant, dict(note.body)
             endpoint = dict(sub.doc.get("notification", {}).get("endpoint", {}))
@@ -303,40 +304,51 @@ class Notifier:
                 log.debug("closing an MQTT publisher failed", exc_info=True)
 
     def _record(self, note_id: int, outcome: Outcome) -> None:
+        """Delete, reschedule or drop the notification, then count the attempt on its subscription.
+
+        Plain UPDATE/DELETE statements, notification first and subscription second, the order in which
+        deleting a subscription locks them: a subscription deleted (its notifications dropped) while
+        its notification is on its way neither fails nor deadlocks the delivery round, and counters
+        of one subscription delivered by several workers add up.
+        """
         now = utcnow()
+        note = NgsiNotification
         with self.db.session() as s:
-            note = s.get(NgsiNotification, note_id)
-            if note is None:
+            row = s.execute(
+                select(note.subscription_pk, note.attempts, note.body).where(note.id == note_id)
+            ).one_or_none()
+            if row is None:
                 return
-            sub = s.get(NgsiSubscription, note.subscription_pk)
-            if sub is not None:
-                sub.times_sent = (sub.times_sent or 0) + 1
-                sub.last_notification = now
-                if outcome.ok:
-                    sub.last_success = now
-                    sub.last_status = "ok"
-                else:
-                    sub.times_failed = (sub.times_failed or 0) + 1
-                    sub.last_failure = now
-                    sub.last_status = "failed"
-            if outcome.ok:
-                s.delete(note)
-                return
-            note.attempts += 1
-            note.last_error = (outcome.error or "failed")[:2000]
-            if note.attempts >= self.settings.max_attempts:
-                log.warning(
-                    "notification %s of subscription %s dropped after %d attempts: %s",
-                    note.body.get("id"),
-                    note.body.get("subscriptionId"),
-                    note.attempts,
-                    note.last_error,
+            sub_pk, attempts, body = row
+            attempts += 1
+            error = (outcome.error or "failed")[:2000]
+            if outcome.ok or attempts >= self.settings.max_attempts:
+                s.execute(delete(note).where(note.id == note_id))
+                if not outcome.ok:
+                    log.warning(
+                        "notification %s of subscription %s dropped after %d attempts: %s",
+                        body.get("id"),
+                        body.get("subscriptionId"),
+                        attempts,
+                        error,
+                    )
+            else:
+                delay = min(self.settings.retry_base_seconds * 2 ** (attempts - 1), self.settings.retry_max_seconds)
+                retry = {"attempts": attempts, "last_error": error, "next_attempt_at": now + timedelta(seconds=delay)}
+                s.execute(
+                    update(note)
+                    .where(note.id == note_id)
+                    .values(**retry, claimed_until=None)
+                    .execution_options(synchronize_session=False)
                 )
-                s.delete(note)
-                return
-            delay = min(self.settings.retry_base_seconds * 2 ** (note.attempts - 1), self.settings.retry_max_seconds)
-            note.next_attempt_at = now + timedelta(seconds=delay)
-            note.claimed_until = None
+            sub = NgsiSubscription
+            counters: dict[str, Any] = {"times_sent": sub.times_sent + 1, "last_notification": now}
+            if outcome.ok:
+                counters.update(last_success=now, last_status="ok")
+            else:
+                counters.update(times_failed=sub.times_failed + 1, last_failure=now, last_status="failed")
+            counted = update(sub).where(sub.pk == sub_pk).values(**counters)
+            s.execute(counted.execution_options(synchronize_session=False))
 
 
 def queue(session: Session, sub: NgsiSubscription, body: dict[str, Any], now: datetime) -> None:

@@ -17,15 +17,14 @@ from datetime import datetime
 from typing import Any
 
 import shapely
-from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 
 from ioc.core.geo import EARTH_RADIUS_M, GeometryError, haversine_m, shape_from_geojson
 
 from .entity import format_datetime, parse_datetime
 from .errors import bad_request
-from .ld import ActiveContext
+from .ld import _GEN_DELIMS, ActiveContext
 from .models import NgsiAttribute, NgsiEntity, NgsiEntityType
 from .store import GEO_LEVELS, StoredEntity, cell_key, cell_range
 
@@ -121,12 +120,14 @@ def parse_type_expr(text: str, ctx: ActiveContext) -> TypeExpr:
 class QPath:
     attr: str  # IRI
     subs: list[str]  # sub-attribute IRIs or meta members (observedAt, ...)
-    keys: list[str]  # keys into a compound value
+    keys: list[str]  # keys into a compound value, or the language of a LanguageProperty (``*``: any)
+    link: QPath | None = None  # ``attr{link}``: the path in the Linked Entity that ``attr`` targets (§4.9)
+    link_types: list[str] | None = None  # ``attr{Type:link}``: only Linked Entities of these types (IRIs)
 
 
 @dataclass
 class QNode:
-    op: str  # "and" | "or" | "term"
+    op: str  # "and" | "or" | "not" (one item: ``!attr``, the target does not exist) | "term"
     items: list[QNode] = field(default_factory=list)
     path: QPath | None = None
     cmp: str | None = None  # == != > >= < <= ~= !~= or None (existence)
@@ -179,6 +180,8 @@ class _QParser:
         return items[0] if len(items) == 1 else QNode("and", items)
 
     def parse_atom(self) -> QNode:
+        if self.peek() == "!":
+            return self._not_exists()
         if self.peek() == "(":
             self.pos += 1
             node = self.parse_or()
@@ -204,13 +207,25 @@ class _QParser:
         raw = self._value_text()
         return QNode("term", path=path, cmp=op, value=self._value(raw, op))
 
+    def _not_exists(self) -> QNode:
+        """``!attr``: the entities in which the target element does not exist. Not in the §4.9
+        grammar; the NGSIv2 unary negation that NGSI-LD brokers (Orion-LD, Stellio) also accept."""
+        self.pos += 1
+        term = self.parse_atom() if self.peek() not in ("(", "!") else None
+        if term is None or term.op != "term" or term.cmp is not None:
+            raise bad_request(f"In q {self.text!r}, '!' only goes before an attribute path (it does not exist).")
+        return QNode("not", [term])
+
     def _path(self, raw: str) -> QPath:
+        if "{" in raw or "}" in raw:
+            return self._linked_path(raw)
         keys: list[str] = []
         base = raw
         if "[" in raw:
             base, _, rest = raw.partition("[")
-            keys = re.findall(r"([^\[\]]+)\]", "[" + rest)
-            if not keys or not rest.endswith("]"):
+            # §4.9: the trailing path is a dot-separated list of member names (ECMA 262 MemberExpression)
+            keys = [k for part in re.findall(r"([^\[\]]+)\]", "[" + rest) for k in part.split(".")]
+            if not keys or not all(k.strip() for k in keys) or not rest.endswith("]"):
                 raise bad_request(f"Invalid compound path {raw!r} in q.")
         if not base or re.search(r"[\s<>\"']", base):
             raise bad_request(f"Invalid attribute {raw!r} in q.")
@@ -222,6 +237,27 @@ class _QParser:
                 if base.endswith("." + meta):
                     attr, subs = base[: -len(meta) - 1], [meta]
         return QPath(self.ctx.expand(attr), subs, keys)
+
+    def _linked_path(self, raw: str) -> QPath:
+        """``rel{path}`` (§4.9): ``path`` is evaluated on the Linked Entity that ``rel`` targets;
+        ``rel{Type1,Type2:path}`` (EXAMPLE 14) considers only Linked Entities of those types."""
+        rel, _, rest = raw.partition("{")
+        rel = rel.strip()
+        inner = rest[:-1].strip()
+        if not rel or not rest.endswith("}") or re.search(r"[\s<>\"'.\[\]}]", rel) or not inner:
+            raise bad_request(f"Invalid Linked Entity path {raw!r} in q.")
+        types = None
+        hint = re.fullmatch(r"([^\W\d]\w*(?:,[^\W\d]\w*)*):(?!//)(.+)", inner, re.DOTALL)
+        if hint is not None and not self._is_prefix(hint.group(1)):
+            types = [self.ctx.expand(t) for t in hint.group(1).split(",")]
+            inner = hint.group(2).strip()
+        return QPath(self.ctx.expand(rel), [], [], link=self._path(inner), link_types=types)
+
+    def _is_prefix(self, name: str) -> bool:
+        """Whether ``name:`` starts a compact IRI in the active @context (a term whose IRI ends
+        with a gen-delim, JSON-LD 1.1) rather than an Entity Type hint."""
+        td = self.ctx.terms.get(name)
+        return td is not None and td.iri.endswith(_GEN_DELIMS)
 
     def _value_text(self) -> str:
         start = self.pos
@@ -262,7 +298,7 @@ class _QParser:
                     and self.pos + 1 < len(self.text)
                     and self.text[self.pos + 1] != "("
                     # '|' at top level ends the pattern when another term follows
-                    and re.match(r"[\w:.\[\]/#-]+\s*(==|!=|>=|<=|>|<|~=|!~=|[;|)]|$)", self.text[self.pos + 1 :])
+                    and re.match(r"!?[\w:.\[\]/#-]+\s*(==|!=|>=|<=|>|<|~=|!~=|[;|)]|$)", self.text[self.pos + 1 :])
                 )
             ):
                 break
@@ -325,10 +361,17 @@ def _scalar(raw: str) -> Any:
 
 
 def _targets(entity: StoredEntity, path: QPath, ctx: ActiveContext) -> list[Any]:
+    """The target values of ``path`` in ``entity``, one per attribute instance that has one (§4.9)."""
+    return [value for value, _kind in _target_items(entity, path, ctx)]
+
+
+def _target_items(entity: StoredEntity, path: QPath, ctx: ActiveContext) -> list[tuple[Any, str | None]]:
+    """The target values of ``path`` with the type of their target element (``Relationship``, ...;
+    None for a meta member such as ``observedAt``)."""
     per_ds = entity.attrs.get(path.attr)
     if not per_ds:
         return []
-    found: list[Any] = []
+    found: list[tuple[Any, str | None]] = []
     for inst in per_ds.values():
         node: Any = inst.doc
         meta_value: Any = None
@@ -345,21 +388,42 @@ def _targets(entity: StoredEntity, path: QPath, ctx: ActiveContext) -> list[Any]
                 break
         if node is None:
             continue
-        value = meta_value if is_meta else _attr_value(node, ctx)
-        for key in path.keys:
+        kind = None if is_meta else node.get("type")
+        keys = path.keys
+        if is_meta:
+            value = meta_value
+        elif kind == "LanguageProperty" and keys:
+            value, keys = _language_value(node, keys[0]), keys[1:]
+        else:
+            value = _attr_value(node, ctx)
+        for key in keys:  # the trailing path: undefined members make the target non-existent
             value = value.get(key) if isinstance(value, dict) else None
         if value is not None:
-            found.append(value)
+            found.append((value, kind))
     return found
+
+
+def _language_value(doc: dict[str, Any], lang: str) -> Any:
+    """``attr[lang]`` on a LanguageProperty (§4.9): the value(s) of that language, ``*`` any language."""
+    lm = doc.get("languageMap")
+    if not isinstance(lm, dict):
+        return None
+    if lang == "*":
+        return _flat(list(lm.values()))
+    return lm.get(lang)
+
+
+def _flat(values: list[Any]) -> list[Any]:
+    return [v for item in values for v in (item if isinstance(item, list) else [item])]
 
 
 def _attr_value(doc: dict[str, Any], ctx: ActiveContext) -> Any:
     kind = doc.get("type")
     if kind == "Relationship":
         return doc.get("object")
-    if kind == "LanguageProperty":
+    if kind == "LanguageProperty":  # no language given: any value of the languageMap (§4.9)
         lm = doc.get("languageMap") or {}
-        return list(lm.values()) if isinstance(lm, dict) else lm
+        return _flat(list(lm.values())) if isinstance(lm, dict) else lm
     if kind == "VocabProperty":
         v = doc.get("vocab")
         items = v if isinstance(v, list) else [v]
@@ -384,26 +448,34 @@ def _as_time(value: Any) -> datetime | None:
     return None
 
 
-def _compare(a: Any, op: str, b: Any) -> bool:
-    """Typed comparison: numbers with numbers, strings with strings (and DateTimes as times)."""
+def _same_type(a: Any, b: Any) -> tuple[Any, Any] | None:
+    """The target value ``a`` and the Query Term value ``b`` as two comparable values of one
+    datatype (numbers, strings, DateTimes as times, booleans), or None when their datatypes differ."""
     if isinstance(a, dict) and "@value" in a:
         a = a["@value"]
-    if isinstance(b, bool) or isinstance(a, bool):
-        if not (isinstance(a, bool) and isinstance(b, bool)):
-            return False
-        return (a == b) if op == "==" else (a != b) if op == "!=" else False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return (a, b) if isinstance(a, bool) and isinstance(b, bool) else None
     if isinstance(a, int | float) and isinstance(b, int | float):
-        x: Any = a
-        y: Any = b
-    elif isinstance(a, str) and isinstance(b, str):
+        return a, b
+    if isinstance(a, str) and isinstance(b, str):
         ta, tb = (_as_time(a), _as_time(b)) if isinstance(b, _Unquoted) or _as_time(b) else (None, None)
-        x, y = (ta, tb) if ta is not None and tb is not None else (a, str(b))
-    else:
-        return False
+        return (ta, tb) if ta is not None and tb is not None else (a, str(b))
+    return None
+
+
+def _compare(a: Any, op: str, b: Any) -> bool:
+    """Typed comparison (§4.9): values of different datatypes are unequal and match no other
+    operator; booleans only compare for (in)equality."""
+    pair = _same_type(a, b)
+    if pair is None:
+        return op == "!="
+    x, y = pair
     if op == "==":
         return bool(x == y)
     if op == "!=":
         return bool(x != y)
+    if isinstance(x, bool):
+        return False
     if op == ">":
         return bool(x > y)
     if op == ">=":
@@ -414,37 +486,96 @@ def _compare(a: Any, op: str, b: Any) -> bool:
 
 
 def _term_matches(value: Any, cmp: str, expected: Any) -> bool:
-    if isinstance(value, list) and cmp not in ("~=", "!~="):
-        if cmp == "!=":
-            return all(_term_matches(v, "!=", expected) for v in value) if value else True
-        return any(_term_matches(v, cmp, expected) for v in value)
+    """Whether one target value meets ``cmp expected`` (§4.9: Equal, Unequal, the orderings, the
+    patterns; a Range or a ValueList with == and !=)."""
     if cmp in ("~=", "!~="):
-        values = value if isinstance(value, list) else [value]
-        hit = any(isinstance(v, str) and expected.search(v) is not None for v in values)
+        # §4.9: a target value that is not a String matches neither pattern operator
+        strings = [v for v in (_flat(value) if isinstance(value, list) else [value]) if isinstance(v, str)]
+        if not strings:
+            return False
+        hit = any(expected.search(v) is not None for v in strings)
         return hit if cmp == "~=" else not hit
+    if isinstance(value, list):
+        # §4.9: == (and the orderings) look for the value in an array, != needs every element to differ
+        if cmp == "!=":
+            return all(_term_matches(v, "!=", expected) for v in value)
+        return any(_term_matches(v, cmp, expected) for v in value)
     if isinstance(expected, tuple) and expected[0] == "range":
         inside = _compare(value, ">=", expected[1]) and _compare(value, "<=", expected[2])
-        return inside if cmp == "==" else not inside and _comparable(value, expected[1])
+        return inside if cmp == "==" else not inside
     if isinstance(expected, tuple) and expected[0] == "list":
         hit = any(_compare(value, "==", e) for e in expected[1])
         return hit if cmp == "==" else not hit
     return _compare(value, cmp, expected)
 
 
-def _comparable(a: Any, b: Any) -> bool:
-    return (isinstance(a, int | float) and isinstance(b, int | float)) or (isinstance(a, str) and isinstance(b, str))
+#: Finds a Linked Entity by id (None when it does not exist or may not be read).
+Resolver = Callable[[str], StoredEntity | None]
 
 
-def q_matches(node: QNode, entity: StoredEntity, ctx: ActiveContext) -> bool:
+def doc_object_ids(doc: dict[str, Any]) -> list[str]:
+    """The entity ids a Relationship or ListRelationship instance targets (none for other attributes)."""
+    kind = doc.get("type")
+    if kind == "Relationship":
+        obj = doc.get("object")
+        return [o for o in (obj if isinstance(obj, list) else [obj]) if isinstance(o, str)]
+    if kind == "ListRelationship":
+        items = doc.get("objectList") or []
+        return [o["object"] for o in items if isinstance(o, dict) and isinstance(o.get("object"), str)]
+    return []
+
+
+def object_ids(entity: StoredEntity, attr: str) -> list[str]:
+    """The entity ids that the attribute ``attr`` of ``entity`` targets, over all its instances."""
+    return [t for inst in (entity.attrs.get(attr) or {}).values() for t in doc_object_ids(inst.doc)]
+
+
+def has_links(node: QNode) -> bool:
+    """Whether the q reads attributes of Linked Entities (``rel{attr}``, §4.9)."""
+    if node.op != "term":
+        return any(has_links(i) for i in node.items)
+    return node.path is not None and node.path.link is not None
+
+
+def q_matches(node: QNode, entity: StoredEntity, ctx: ActiveContext, resolve: Resolver | None = None) -> bool:
+    """Whether ``entity`` matches the q; ``resolve`` finds the Linked Entities of ``rel{attr}`` terms."""
     if node.op == "and":
-        return all(q_matches(i, entity, ctx) for i in node.items)
+        return all(q_matches(i, entity, ctx, resolve) for i in node.items)
     if node.op == "or":
-        return any(q_matches(i, entity, ctx) for i in node.items)
+        return any(q_matches(i, entity, ctx, resolve) for i in node.items)
+    if node.op == "not":
+        return not q_matches(node.items[0], entity, ctx, resolve)
     assert node.path is not None
-    values = _targets(entity, node.path, ctx)
+    if node.path.link is not None:
+        return _linked_matches(node, node.path.link, entity, ctx, resolve)
+    items = _target_items(entity, node.path, ctx)
     if node.cmp is None:
-        return bool(values)
-    return any(_term_matches(v, node.cmp, node.value) for v in values)
+        return bool(items)
+    cmp = node.cmp
+    return any(
+        _term_matches(value, cmp, node.value)
+        for value, kind in items
+        # §4.9: a Relationship or ListRelationship matches no operator but equal and unequal
+        if cmp in ("==", "!=") or kind not in ("Relationship", "ListRelationship")
+    )
+
+
+def _linked_matches(
+    node: QNode, link: QPath, entity: StoredEntity, ctx: ActiveContext, resolve: Resolver | None
+) -> bool:
+    """``rel{path} op value`` (§4.9): the condition on ``path`` holds in an entity that ``rel`` targets."""
+    if resolve is None:
+        return False
+    assert node.path is not None
+    inner = QNode("term", path=link, cmp=node.cmp, value=node.value)
+    types = set(node.path.link_types or [])
+    for target_id in object_ids(entity, node.path.attr):
+        target = resolve(target_id)
+        if target is None or (types and not types & set(target.types)):
+            continue
+        if q_matches(inner, target, ctx, resolve):
+            return True
+    return False
 
 
 # -- SQL prefilter -------------------------------------------------------------
@@ -462,6 +593,10 @@ def _has(*conds: SQL, correlated: bool = False) -> SQL:
 
 def q_sql(node: QNode, tenant: str, *, correlated: bool = False) -> tuple[SQL, bool]:
     """A SQL condition that keeps at least the matching entities, and whether it is exact."""
+    if node.op == "not":
+        # The complement of a superset is no superset: only an exact condition can be negated.
+        cond, exact = q_sql(node.items[0], tenant, correlated=correlated)
+        return (not_(cond), True) if exact else (true(), False)
     if node.op in ("and", "or"):
         parts = [q_sql(i, tenant, correlated=correlated) for i in node.items]
         exact = all(e for _, e in parts)
@@ -482,7 +617,7 @@ def q_sql(node: QNode, tenant: str, *, correlated: bool = False) -> tuple[SQL, b
             NgsiAttribute.name == path.attr,
         ]
     )
-    if path.subs or path.keys:
+    if path.subs or path.keys or path.link is not None:
         return _has(*base, correlated=correlated), False
     if node.cmp is None:
         return _has(*base, correlated=correlated), True
@@ -498,7 +633,13 @@ def q_sql(node: QNode, tenant: str, *, correlated: bool = False) -> tuple[SQL, b
     if node.cmp in ops and isinstance(value, int | float) and not isinstance(value, bool):
         cond = or_(and_(NgsiAttribute.value_kind == "num", ops[node.cmp](NgsiAttribute.value_num, value)), other)
         return _has(*base, cond, correlated=correlated), False
-    if node.cmp == "==" and isinstance(value, str) and not isinstance(value, _Unquoted) and len(value) <= 256:
+    if (
+        node.cmp == "=="
+        and isinstance(value, str)
+        and not isinstance(value, _Unquoted)
+        and len(value) <= 256
+        and _as_time(value) is None  # a DateTime equals its other spellings (``.000Z``): Python decides
+    ):
         cond = or_(and_(NgsiAttribute.value_kind == "text", NgsiAttribute.value_text == value), other)
         return _has(*base, cond, correlated=correlated), False
     if node.cmp == "==" and isinstance(value, tuple) and value[0] == "range":
@@ -559,8 +700,8 @@ class GeoQuery:
             if inst.doc.get("type") != "GeoProperty" or not isinstance(value, dict):
                 continue
             try:
-                geom = shape(value)
-            except Exception:  # stored geometry is validated on write; be safe anyway
+                geom = shape_from_geojson(value, repair=True)  # as the bbox was computed on write
+            except (GeometryError, TypeError):  # stored geometry is validated on write; be safe anyway
                 geom = None
             if geom is not None and self._test(geom):
                 return True
@@ -633,19 +774,22 @@ def parse_geoq(
     rel = parts[0]
     if rel not in GEORELS:
         raise bad_request(f"Invalid georel {rel!r}.")
+    if rel != "near" and len(parts) > 1:
+        raise bad_request("maxDistance and minDistance only go with near.")
+    # §4.10: nearRel = nearOp andOp distance equal PositiveNumber — exactly one distance, a finite
+    # JSON number greater than 0
+    if rel == "near" and len(parts) != 2:
+        raise bad_request("georel near takes exactly one of maxDistance or minDistance.")
     max_d = min_d = None
     for mod in parts[1:]:
-        m = re.fullmatch(r"(maxDistance|minDistance)==(\d+(\.\d+)?)", mod)
-        if not m:
-            raise bad_request(f"Invalid georel modifier {mod!r}.")
+        m = re.fullmatch(r"(maxDistance|minDistance)==(\d+(\.\d+)?([eE][-+]?\d+)?)", mod)
+        distance = float(m.group(2)) if m else 0.0
+        if m is None or not 0 < distance < math.inf:
+            raise bad_request(f"Invalid georel modifier {mod!r}: a distance in metres greater than 0.")
         if m.group(1) == "maxDistance":
-            max_d = float(m.group(2))
+            max_d = distance
         else:
-            min_d = float(m.group(2))
-    if rel == "near" and max_d is None and min_d is None:
-        raise bad_request("georel near needs maxDistance or minDistance.")
-    if rel != "near" and (max_d is not None or min_d is not None):
-        raise bad_request("maxDistance and minDistance only go with near.")
+            min_d = distance
     if geometry not in GEOMETRIES:
         raise bad_request(f"Invalid geometry {geometry!r}.")
     if isinstance(coordinates, str):
@@ -656,7 +800,7 @@ def parse_geoq(
     else:
         coords = coordinates
     try:
-        geom = shape_from_geojson({"type": geometry, "coordinates": coords})
+        geom = shape_from_geojson({"type": geometry, "coordinates": coords}, repair=True)
     except GeometryError as exc:
         raise bad_request(f"Invalid geo-query geometry: {exc}") from exc
     prop = ctx.expand(geoproperty) if geoproperty else ctx.expand("location")

@@ -162,10 +162,15 @@ def render_entity(entity: StoredEntity, ctx: ActiveContext, opts: RenderOptions)
 
 
 def geojson_feature(
-    entity: StoredEntity, ctx: ActiveContext, opts: RenderOptions, geometry_property: str
+    entity: StoredEntity,
+    ctx: ActiveContext,
+    opts: RenderOptions,
+    geometry_property: str,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An entity as a GeoJSON Feature (§4.5.16): the geometry of ``geometry_property`` or null."""
-    body = render_entity(entity, ctx, opts)
+    """An entity as a GeoJSON Feature (§4.5.16): the geometry of ``geometry_property`` or null;
+    ``body`` is the entity already rendered (with its Linked Entities, §4.5.23)."""
+    body = dict(body) if body is not None else render_entity(entity, ctx, opts)
     body.pop("id", None)
     geometry = None
     per_ds = entity.attrs.get(geometry_property) or {}

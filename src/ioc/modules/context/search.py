@@ -15,8 +15,11 @@ from ioc.core.geo import GeometryError, shape_from_geojson
 
 from .errors import bad_request
 from .ld import ActiveContext
+from .linked import linked_targets
 from .models import NgsiAttribute, NgsiEntity, NgsiEntityType
-from .query import GeoQuery, QNode, TypeExpr, q_matches, q_sql
+from .query import GeoQuery, QNode, Resolver, TypeExpr, q_matches, q_sql
+from .scope import ScopeExpr, scope_sql
+from .scope import matches as scope_matches
 from .store import StoredEntity, load_by_pks
 
 _SAFE_REGEX = re.compile(r"^[\w\s.*+?^$:\-\[\]\\/|(){},#@=]*$")
@@ -31,8 +34,10 @@ class EntityQuery:
     attrs: list[str] | None = None  # entities having at least one of these (IRIs)
     q: QNode | None = None
     geo: GeoQuery | None = None
+    scope: ScopeExpr | None = None  # scopeQ (§4.19)
     readable: set[str] | None = None  # public types only (anonymous readers)
     selectors: list[Selector] | None = None  # several EntitySelectors (any may match), checked in Python
+    having: ColumnElement[bool] | None = None  # one more SQL condition on NgsiEntity (the temporal API's)
 
 
 @dataclass
@@ -86,6 +91,10 @@ def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list
         )
     if query.selectors is not None:
         exact = False
+    if query.scope is not None:
+        cond, scope_exact = scope_sql(query.scope, session.get_bind().dialect.name)
+        conds.append(cond)
+        exact = exact and scope_exact
     if query.q is not None:
         # With a geo-query the grid cells drive the scan and q's terms are correlated EXISTS, one
         # primary-key lookup per candidate: an uncorrelated IN (...) makes both databases
@@ -97,15 +106,20 @@ def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list
         if query.geo.rows_where(tenant) is None:
             conds.append(query.geo.sql(tenant))
         exact = False
+    if query.having is not None:
+        conds.append(query.having)
     return conds, exact
 
 
-def matches(entity: StoredEntity, query: EntityQuery, ctx: ActiveContext) -> bool:
+def matches(entity: StoredEntity, query: EntityQuery, ctx: ActiveContext, resolve: Resolver | None = None) -> bool:
+    """The exact check in Python; ``resolve`` finds the Linked Entities a ``rel{attr}`` q reads."""
     if query.selectors is not None and not any(sel.matches(entity) for sel in query.selectors):
         return False
     if query.id_pattern is not None and not query.id_pattern.search(entity.id):
         return False
-    if query.q is not None and not q_matches(query.q, entity, ctx):
+    if query.scope is not None and not scope_matches(query.scope, entity.scope):
+        return False
+    if query.q is not None and not q_matches(query.q, entity, ctx, resolve):
         return False
     return not (query.geo is not None and not query.geo.matches(entity))
 
@@ -128,6 +142,7 @@ def run_query(
     # attributes the check reads (q's and the geoproperty), and load whole entities for the
     # page alone. Chunks start near the page size and grow, so a selective page costs little.
     needed = _needed_attrs(query)
+    linked = linked_targets(session, tenant, query.q, query.readable)
     page_pks: list[int] = []
     seen = 0
     last = 0
@@ -168,8 +183,11 @@ def run_query(
                 break
             last = pks[-1]
             exhausted = len(pks) < chunk
-        for entity in load_by_pks(session, pks, names=needed):
-            if not matches(entity, query, ctx):
+        candidates = load_by_pks(session, pks, names=needed)
+        if linked is not None:
+            linked.prefetch(candidates)
+        for entity in candidates:
+            if not matches(entity, query, ctx, linked.get if linked is not None else None):
                 continue
             if offset <= seen < offset + limit:
                 assert entity.pk is not None
@@ -269,6 +287,8 @@ def all_attribute_types(session: Session, tenant: str) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- ordering (§4.23)
 
 _SYSTEM_ATTRS = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+#: Entity members that are not Attributes at all (§4.21): they do not qualify a query either.
+_CORE_MEMBERS = frozenset({"id", "type"})
 _DIRECTIONS = ("asc", "desc", "dist-asc", "dist-desc")
 _COLLATION_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
 #: Collations offered besides codepoint order: the root collation (ICU "und", IETF RFC 6067).
@@ -291,8 +311,9 @@ class Ordering:
 
 
 def system_only(names: list[str]) -> bool:
-    """Whether every name is a system attribute (those do not qualify a query, §5.7.2.4)."""
-    return bool(names) and all(n in _SYSTEM_ATTRS for n in names)
+    """Whether no name is a non-system Attribute: system attributes and the core members ``id`` and
+    ``type`` do not qualify a query (§5.7.2.4 b, c; 019_03_03)."""
+    return bool(names) and all(n in _SYSTEM_ATTRS or n in _CORE_MEMBERS for n in names)
 
 
 def parse_ordering(
@@ -329,7 +350,7 @@ def parse_ordering(
         if not isinstance(gtype, str):
             raise bad_request("geometry must be a GeoJSON geometry type.")
         try:
-            origin = shape_from_geojson({"type": gtype, "coordinates": coords})
+            origin = shape_from_geojson({"type": gtype, "coordinates": coords}, repair=True)
         except GeometryError as exc:
             raise bad_request(f"Invalid reference geometry: {exc}") from exc
     elif geometry is not None and not isinstance(geometry, str):
@@ -357,7 +378,7 @@ def _order_value(entity: StoredEntity, key: OrderKey, ordering: Ordering, ctx: A
             if inst.doc.get("type") != "GeoProperty" or not isinstance(value, dict):
                 continue
             try:
-                d = distance_m(ordering.origin, shape_from_geojson(value))
+                d = distance_m(ordering.origin, shape_from_geojson(value, repair=True))
             except GeometryError:
                 continue
             best = d if best is None else min(best, d)

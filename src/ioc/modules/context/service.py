@@ -153,13 +153,15 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
 
 
 def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn) -> UpdateResult:
-    """Update Entity Attributes (PATCH /entities/{id}/attrs): only attributes that exist."""
+    """Update Entity Attributes (PATCH /entities/{id}/attrs, §5.6.2): existing attributes are
+    replaced and missing ones appended (the suite's 011_01_03, 046_20/23–30; the §5.6.2 text of
+    v1.9); an NGSI-LD Null for an attribute that is not there is reported as not updated."""
     check_model(entity.types, attrs)
     result = UpdateResult()
     for name, per_ds in attrs.items():
         for ds, doc in per_ds.items():
             current = entity.attrs.get(name, {}).get(ds)
-            if current is None and (not entity.attrs.get(name) or isinstance(doc, Delete)):
+            if current is None and isinstance(doc, Delete):
                 what = "The attribute" if not ds else f"The instance with datasetId {ds}"
                 result.not_updated.append((name, f"{what} does not exist."))
                 continue

@@ -438,7 +438,7 @@ def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
     }
     if kind == "GeoProperty":
         try:
-            box = bbox(shape_from_geojson(value))
+            box = bbox(shape_from_geojson(value, repair=True))
         except (GeometryError, TypeError):
             return cols
         cols.update(zip(("min_lon", "min_lat", "max_lon", "max_lat"), box, strict=True))

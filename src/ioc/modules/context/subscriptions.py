@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy import case, func, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ioc.core import audit
@@ -33,6 +33,7 @@ from ioc.core.db import Database, utcnow
 from ioc.core.events import Event
 from ioc.core.mqtt import parse_mqtt_url
 
+from . import linked
 from .entity import check_name, format_datetime, parse_datetime
 from .errors import NgsiError, NgsiRoute, bad_request, not_found
 from .events import EntityChange
@@ -55,8 +56,10 @@ from .http import (
 from .ld import ActiveContext, ContextLoader, is_uri
 from .models import NgsiAttributeHistory
 from .notify import GEOJSON, JSON, Notifier, NotifySettings, drop_pending, queue, subscription_status
-from .query import GeoQuery, QNode, TypeExpr, parse_geoq, parse_q, parse_type_expr, q_matches
-from .render import RenderOptions, render_entity
+from .query import GeoQuery, QNode, Resolver, TypeExpr, parse_geoq, parse_q, parse_type_expr, q_matches
+from .render import RenderOptions, render_doc, render_entity
+from .scope import ScopeExpr, parse_scope_query
+from .scope import matches as scope_matches
 from .search import EntityQuery, compile_pattern, run_query
 from .store import Instance, StoredEntity, check_tenant, ensure_tenant, load_entities
 from .subscriptions_models import NgsiSubscription
@@ -77,6 +80,7 @@ DEFAULT_TRIGGERS = ["attributeCreated", "attributeUpdated"]
 FORMATS = ("normalized", "concise", "keyValues", "simplified")
 ACCEPTS = (JSON, JSONLD, GEOJSON)
 CONSUMER = "context.subscriptions"
+Times = tuple[datetime, datetime]  # createdAt, modifiedAt
 _TYPE_TOKENS = re.compile(r"[(),;|]|[^(),;|]+")
 #: per attribute type: the member holding its value, and the member for its previous value (showChanges)
 _VALUE_MEMBERS = {
@@ -190,6 +194,10 @@ def _notification(raw: Any, ctx: ActiveContext) -> dict[str, Any]:
             if not isinstance(raw[member], bool):
                 raise bad_request(f"notification.{member} must be true or false.")
             out[member] = raw[member]
+    if "join" in raw or "joinLevel" in raw:
+        # §5.2.14 NotificationParams join/joinLevel (§4.5.23): validated, kept as written
+        linked.parse_join(raw.get("join"), raw.get("joinLevel"), [], None, None)
+        out.update({m: raw[m] for m in ("join", "joinLevel") if m in raw})
     if out.get("showChanges") and out.get("format") in ("keyValues", "simplified"):
         # Table 5.2.14.1-1: showChanges cannot be true when format is keyValues (or its synonym simplified)
         raise bad_request("notification.showChanges cannot be true with the keyValues format.")
@@ -292,9 +300,13 @@ def parse_subscription(
         if not valid:
             raise bad_request('datasetId must be an array of URIs (or "@none").')
         doc["datasetId"] = list(dict.fromkeys(ds))
-    for member in ("scopeQ", "temporalQ"):
-        if member in body:
-            raise NgsiError("OperationNotSupported", f"{member} is not supported in subscriptions by this broker.")
+    if "scopeQ" in body:
+        if not isinstance(body["scopeQ"], str):
+            raise bad_request("scopeQ must be a string.")
+        parse_scope_query(body["scopeQ"])  # validates (§4.19)
+        doc["scopeQ"] = body["scopeQ"]
+    if "temporalQ" in body:
+        raise NgsiError("OperationNotSupported", "temporalQ is not supported in subscriptions by this broker.")
     if "isActive" in body:
         if not isinstance(body["isActive"], bool):
             raise bad_request("isActive must be true or false.")
@@ -333,7 +345,17 @@ def render_subscription(row: NgsiSubscription, ctx: ActiveContext, *, sys_attrs:
     if "watchedAttributes" in doc:
         out["watchedAttributes"] = [ctx.compact(a) for a in doc["watchedAttributes"]]
     out["notificationTrigger"] = doc.get("notificationTrigger", DEFAULT_TRIGGERS)
-    for member in ("timeInterval", "q", "csf", "datasetId", "lang", "throttling", "expiresAt", "jsonldContext"):
+    for member in (
+        "timeInterval",
+        "q",
+        "scopeQ",
+        "csf",
+        "datasetId",
+        "lang",
+        "throttling",
+        "expiresAt",
+        "jsonldContext",
+    ):
         if member in doc:
             value = doc[member]
             out[member] = int(value) if isinstance(value, float) and value.is_integer() else value
@@ -678,6 +700,7 @@ class Compiled:
     triggers: list[str]
     q: QNode | None
     geo: GeoQuery | None
+    scope: ScopeExpr | None
     ctx: ActiveContext  # for q
     notify_ctx: ActiveContext  # names in notifications
     opts: RenderOptions
@@ -685,6 +708,7 @@ class Compiled:
     show_changes: bool
     accept: str
     datasets: set[str] | None = None  # the datasetIds to notify ('' = the default instance); None = all
+    join: linked.Join | None = None  # Linked Entities in notifications (§4.5.23)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -726,6 +750,7 @@ def compile_subscription(row: NgsiSubscription, loader: ContextLoader) -> Compil
         # writes name=="Eiffel%20Tower"): it is matched decoded
         q=parse_q(unquote(doc["q"]), ctx) if doc.get("q") else None,
         geo=geo,
+        scope=parse_scope_query(doc["scopeQ"]) if doc.get("scopeQ") else None,
         ctx=ctx,
         notify_ctx=notify_ctx,
         opts=opts,
@@ -733,6 +758,7 @@ def compile_subscription(row: NgsiSubscription, loader: ContextLoader) -> Compil
         show_changes=bool(note.get("showChanges")),
         accept=note.get("endpoint", {}).get("accept", JSON),
         datasets={"" if d == "@none" else d for d in doc["datasetId"]} if doc.get("datasetId") else None,
+        join=linked.parse_join(note.get("join"), note.get("joinLevel"), [], None, None),
     )
 
 
@@ -796,26 +822,10 @@ class Matcher:
             candidates.append((row, comp))
         if not candidates:
             return
-        core = self.loader.core
-        changed = {core.expand(n) for n in change.attributes}
-        removed = {core.expand(n) for n in change.deleted_attributes}
-        ops = _ops_at(session, change, changed) if kind == "updated" else {}
-        reasons: dict[str, set[str]] = {}
-        if kind == "created":
-            reasons = {"entityCreated": changed, "attributeCreated": changed}
-        elif kind == "deleted":
-            reasons = {"entityDeleted": removed, "attributeDeleted": removed}
-        else:
-            reasons = {
-                "entityUpdated": changed | removed,
-                "attributeCreated": {n for n in changed if ops.get(n) == "create"},
-                "attributeUpdated": {n for n in changed if ops.get(n, "update") == "update"},
-                "attributeDeleted": removed,
-            }
+        facts = _Facts.of(session, change, kind, self.loader.core)
         entity: StoredEntity | None = None
-        previous: dict[str, dict[str, dict[str, Any]]] | None = None
         for row, comp in candidates:
-            reason = self._reason(comp, reasons)
+            reason = self._reason(comp, facts.reasons)
             if reason is None:
                 continue
             if (
@@ -824,24 +834,25 @@ class Matcher:
                 and (now - row.last_queued_at).total_seconds() < row.throttling
             ):
                 continue
-            need_previous = comp.show_changes or reason == "attributeDeleted" or kind == "deleted"
-            if need_previous and previous is None:
-                previous = _previous_docs(session, change, changed | removed, ev)
             if kind == "deleted":
-                state = _entity_from_docs(change, previous or {})
+                state = _entity_from_docs(change, facts.previous())
             else:
                 if entity is None:
                     entity = load_entities(session, change.tenant, [change.id]).get(change.id)
                 if entity is None:
                     continue  # deleted since: its deletion is notified by its own event
                 state = entity
-            if comp.q is not None and not q_matches(comp.q, state, comp.ctx):
+            if comp.q is not None and not q_matches(
+                comp.q, state, comp.ctx, _linked_resolver(session, change, comp.q, state)
+            ):
                 continue
             if comp.geo is not None and not comp.geo.matches(state):
                 continue
-            created = _lifetime(session, change) if kind == "deleted" and comp.opts.sys_attrs else None
-            data = _render(comp, kind, reason, state, change, changed, removed, previous or {}, created)
-            body = _notification_body(row, comp, [data], reason)
+            if comp.scope is not None and not scope_matches(comp.scope, state.scope):
+                continue
+            joined = _joined(session, change.tenant, comp, [state]) if kind != "deleted" else []
+            data = _render(comp, reason, state, facts, joined[0] if joined else None)
+            body = _notification_body(row, comp, [data, *joined[1:]], reason)
             queue(session, row, body, now)
             row.last_queued_at = now
             self._wake_after_commit(session)
@@ -893,9 +904,7 @@ def _ops_at(session: Session, change: EntityChange, names: set[str]) -> dict[str
     return ops
 
 
-def _previous_docs(
-    session: Session, change: EntityChange, names: set[str], ev: Event
-) -> dict[str, dict[str, dict[str, Any]]]:
+def _previous_docs(session: Session, change: EntityChange, names: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """name -> datasetId -> the instance before this change (absent if it did not exist)."""
     lo, _ = _at(change)
     h = NgsiAttributeHistory
@@ -917,7 +926,22 @@ def _previous_docs(
     return out
 
 
-def _lifetime(session: Session, change: EntityChange) -> tuple[datetime, datetime] | None:
+def _instance_times(session: Session, change: EntityChange, names: set[str]) -> dict[tuple[str, str], Times]:
+    """(name, datasetId) -> when each instance was last created and last modified before this change:
+    the system attributes of an attribute deleted by it (sysAttrs, §4.8)."""
+    if not names:
+        return {}
+    lo, _ = _at(change)
+    h = NgsiAttributeHistory
+    rows = session.execute(
+        select(h.name, h.dataset_id, func.max(case((h.op == "create", h.recorded_at))), func.max(h.recorded_at))
+        .where(h.tenant == change.tenant, h.entity_id == change.id, h.name.in_(sorted(names)), h.recorded_at < lo)
+        .group_by(h.name, h.dataset_id)
+    ).all()
+    return {(name, ds): (created or modified, modified) for name, ds, created, modified in rows}
+
+
+def _lifetime(session: Session, change: EntityChange) -> Times:
     """When a deleted entity was created and last modified (from its history), for sysAttrs."""
     lo, _ = _at(change)
     h = NgsiAttributeHistory
@@ -931,8 +955,65 @@ def _lifetime(session: Session, change: EntityChange) -> tuple[datetime, datetim
     return (row[0], row[1])
 
 
+@dataclass
+class _Facts:
+    """What one entity change did, shared by every subscription it is matched against; the past state
+    of the entity (its history) is read once, and only when a notification needs it."""
+
+    session: Session
+    change: EntityChange
+    kind: str  # created | updated | deleted
+    changed: set[str]  # attribute IRIs created or updated
+    removed: set[str]  # attributes gone
+    dropped: dict[str, set[str]]  # attribute -> the datasetIds deleted from it (it keeps other instances)
+    reasons: dict[str, set[str]]  # trigger -> the attributes it concerns
+    _previous: dict[str, dict[str, dict[str, Any]]] | None = None
+    _times: dict[tuple[str, str], Times] | None = None
+    _lifetime: Times | None = None
+
+    @classmethod
+    def of(cls, session: Session, change: EntityChange, kind: str, core: ActiveContext) -> _Facts:
+        changed = {core.expand(n) for n in change.attributes}
+        removed = {core.expand(n) for n in change.deleted_attributes}
+        dropped = {core.expand(n): set(dss) for n, dss in change.deleted_instances.items()}
+        deleted = removed | set(dropped)
+        if kind == "created":
+            reasons = {"entityCreated": changed, "attributeCreated": changed}
+        elif kind == "deleted":
+            reasons = {"entityDeleted": removed, "attributeDeleted": removed}
+        else:
+            ops = _ops_at(session, change, changed)
+            reasons = {
+                "entityUpdated": changed | deleted,
+                "attributeCreated": {n for n in changed if ops.get(n) == "create"},
+                "attributeUpdated": {n for n in changed if ops.get(n, "update") == "update"},
+                "attributeDeleted": deleted,
+            }
+        return cls(session, change, kind, changed, removed, dropped, reasons)
+
+    @property
+    def at(self) -> str:
+        return format_datetime(self.change.at)
+
+    def previous(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """name -> datasetId -> the instance before this change."""
+        if self._previous is None:
+            self._previous = _previous_docs(self.session, self.change, self.changed | self.removed | set(self.dropped))
+        return self._previous
+
+    def times(self, name: str, ds: str) -> Times | None:
+        if self._times is None:
+            self._times = _instance_times(self.session, self.change, self.removed | set(self.dropped))
+        return self._times.get((name, ds))
+
+    def lifetime(self) -> Times:
+        if self._lifetime is None:
+            self._lifetime = _lifetime(self.session, self.change)
+        return self._lifetime
+
+
 def _entity_from_docs(change: EntityChange, docs: dict[str, dict[str, dict[str, Any]]]) -> StoredEntity:
-    entity = StoredEntity(None, change.id, list(change.type_iris), None, change.at, change.at)
+    entity = StoredEntity(None, change.id, list(change.type_iris), change.scope, change.at, change.at)
     for name, per_ds in docs.items():
         entity.attrs[name] = {ds: Instance(doc, change.at, change.at) for ds, doc in per_ds.items()}
     return entity
@@ -945,20 +1026,54 @@ def _wanted(name: str, comp: Compiled) -> bool:
     return not (opts.omit is not None and name in opts.omit)
 
 
-def _null_attr(comp: Compiled, prev: dict[str, dict[str, Any]], deleted_at: str) -> Any:
-    doc = prev.get("") or next(iter(prev.values()), {"type": "Property"})
+def _previous_value(doc: dict[str, Any], member: str, ctx: ActiveContext) -> Any:
+    """The value member of an earlier instance as the notification shows it (a vocab compacted)."""
+    return render_doc(doc, ctx, RenderOptions()).get(member)
+
+
+def _deleted_instance(comp: Compiled, ds: str, doc: dict[str, Any], facts: _Facts, name: str) -> dict[str, Any]:
+    """A deleted attribute instance (§5.8.6): its value member an NGSI-LD Null (for a LanguageProperty
+    ``{"@none": "urn:ngsi-ld:null"}``), with its datasetId, its previous value (showChanges) and its
+    createdAt, modifiedAt and deletedAt (sysAttrs)."""
     kind = str(doc.get("type", "Property"))
     member, prev_member = _VALUE_MEMBERS.get(kind, ("value", "previousValue"))
+    out: dict[str, Any] = {"type": kind, member: {"@none": NULL} if kind == "LanguageProperty" else NULL}
+    if ds:
+        out["datasetId"] = ds
+    if comp.show_changes and member in doc:
+        out[prev_member] = _previous_value(doc, member, comp.notify_ctx)
+    if comp.opts.sys_attrs:
+        times = facts.times(name, ds)
+        if times is not None:
+            out["createdAt"] = format_datetime(times[0])
+            out["modifiedAt"] = format_datetime(times[1])
+        out["deletedAt"] = facts.at
+    return out
+
+
+def _null_attr(comp: Compiled, name: str, facts: _Facts) -> Any:
+    """A deleted attribute: ``urn:ngsi-ld:null``, or (normalized, concise) its default instance, else
+    its first, as a deleted instance."""
     if comp.opts.fmt == "keyValues":
         return NULL
-    out: dict[str, Any] = {"type": kind, member: NULL}
-    if comp.show_changes and member in doc:
-        out[prev_member] = doc[member]
-    if comp.opts.sys_attrs:
-        out["deletedAt"] = deleted_at
-    if "datasetId" in doc:
-        out["datasetId"] = doc["datasetId"]
-    return out
+    prev = facts.previous().get(name, {})
+    ds = "" if "" in prev or not prev else min(prev)
+    return _deleted_instance(comp, ds, prev.get(ds, {"type": "Property"}), facts, name)
+
+
+def _with_dropped(comp: Compiled, name: str, state: StoredEntity, dss: set[str], facts: _Facts) -> Any:
+    """An attribute that lost some of its instances: the ones left and the deleted ones as NGSI-LD Nulls
+    (with their datasetId, §5.8.6); in keyValues a ``dataset`` map (§4.5.4)."""
+    ctx = comp.notify_ctx
+    kept = {ds: inst for ds, inst in state.attrs[name].items() if comp.datasets is None or ds in comp.datasets}
+    prev = facts.previous().get(name, {})
+    kind = next((inst.doc.get("type", "Property") for inst in kept.values()), "Property")
+    if comp.opts.fmt == "keyValues":
+        dataset = {(ds or "@none"): render_doc(inst.doc, ctx, comp.opts, inst) for ds, inst in sorted(kept.items())}
+        return {"dataset": {**dataset, **{(ds or "@none"): NULL for ds in sorted(dss)}}}
+    items = [render_doc(inst.doc, ctx, comp.opts, inst) for _, inst in sorted(kept.items())]
+    items += [_deleted_instance(comp, ds, prev.get(ds, {"type": kind}), facts, name) for ds in sorted(dss)]
+    return items[0] if len(items) == 1 else items
 
 
 def _with_previous(rendered: Any, prev: dict[str, dict[str, Any]], comp: Compiled) -> Any:
@@ -978,7 +1093,7 @@ def _with_previous(rendered: Any, prev: dict[str, dict[str, Any]], comp: Compile
             continue
         if not isinstance(item, dict):
             item = {"value": item}
-        out.append({**item, prev_member: doc[member]})
+        out.append({**item, prev_member: _previous_value(doc, member, comp.notify_ctx)})
     return out if isinstance(rendered, list) else out[0]
 
 
@@ -994,42 +1109,74 @@ def _only_datasets(entity: StoredEntity, datasets: set[str] | None) -> StoredEnt
     return kept
 
 
-def _render(
-    comp: Compiled,
-    kind: str,
-    reason: str,
-    state: StoredEntity,
-    change: EntityChange,
-    changed: set[str],
-    removed: set[str],
-    previous: dict[str, dict[str, dict[str, Any]]],
-    created: tuple[datetime, datetime] | None = None,
-) -> dict[str, Any]:
+def _render_deleted(comp: Compiled, reason: str, facts: _Facts) -> dict[str, Any]:
+    """A deleted entity (§5.8.6): id, type and deletedAt (with sysAttrs createdAt and modifiedAt); its
+    attributes as NGSI-LD Nulls with showChanges (with their previous values), or, for attributeDeleted,
+    the watched ones."""
     ctx = comp.notify_ctx
-    at = format_datetime(change.at)
-    if kind == "deleted":
-        types = [ctx.compact(t) for t in change.type_iris]
-        out: dict[str, Any] = {"id": change.id, "type": types[0] if len(types) == 1 else types}
-        if comp.opts.sys_attrs and created is not None:
-            out["createdAt"] = format_datetime(created[0])
-            out["modifiedAt"] = format_datetime(created[1])
-        out["deletedAt"] = at
-        if reason == "attributeDeleted" or comp.show_changes:
-            for name in sorted(removed):
-                if _wanted(name, comp) and name in previous:
-                    out[ctx.compact(name)] = _null_attr(comp, previous[name], at)
-        return out
-    out = render_entity(_only_datasets(state, comp.datasets), ctx, comp.opts)
-    if comp.show_changes and comp.opts.fmt != "keyValues":
-        for name in changed:
-            short = ctx.compact(name)
-            if short in out and name in previous:
-                out[short] = _with_previous(out[short], previous[name], comp)
-    if removed and reason in ("attributeDeleted", "entityUpdated"):
-        for name in sorted(removed):
-            if _wanted(name, comp) and name not in state.attrs:
-                out[ctx.compact(name)] = _null_attr(comp, previous.get(name, {}), at)
+    change = facts.change
+    types = [ctx.compact(t) for t in change.type_iris]
+    out: dict[str, Any] = {"id": change.id, "type": types[0] if len(types) == 1 else types}
+    if comp.opts.sys_attrs:
+        created, modified = facts.lifetime()
+        out["createdAt"] = format_datetime(created)
+        out["modifiedAt"] = format_datetime(modified)
+    out["deletedAt"] = facts.at
+    if reason == "attributeDeleted" or comp.show_changes:
+        shown = facts.removed
+        if reason == "attributeDeleted" and not comp.show_changes and comp.watched is not None:
+            shown = shown & comp.watched
+        previous = facts.previous()
+        for name in sorted(shown):
+            if _wanted(name, comp) and name in previous:
+                out[ctx.compact(name)] = _null_attr(comp, name, facts)
     return out
+
+
+def _render(
+    comp: Compiled, reason: str, state: StoredEntity, facts: _Facts, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The entity of a notification; ``base`` is the entity already rendered with its Linked Entities."""
+    if facts.kind == "deleted":
+        return _render_deleted(comp, reason, facts)
+    ctx = comp.notify_ctx
+    out = base if base is not None else render_entity(_only_datasets(state, comp.datasets), ctx, comp.opts)
+    if comp.show_changes and comp.opts.fmt != "keyValues":
+        for name in facts.changed:
+            short = ctx.compact(name)
+            if short in out and name in facts.previous():
+                out[short] = _with_previous(out[short], facts.previous()[name], comp)
+    if reason in ("attributeDeleted", "entityUpdated"):
+        for name in sorted(facts.removed):
+            if _wanted(name, comp) and name not in state.attrs:
+                out[ctx.compact(name)] = _null_attr(comp, name, facts)
+        for name, dss in sorted(facts.dropped.items()):
+            dss = {ds for ds in dss if comp.datasets is None or ds in comp.datasets}
+            if dss and _wanted(name, comp) and name in state.attrs:
+                out[ctx.compact(name)] = _with_dropped(comp, name, state, dss, facts)
+    return out
+
+
+def _joined(session: Session, tenant: str, comp: Compiled, entities: list[StoredEntity]) -> list[dict[str, Any]]:
+    """The notified entities rendered, with their Linked Entities when the subscription asks (§4.5.23):
+    inline in their Relationships, or (flat) after them. With keyValues and sysAttrs an entity keeps its
+    createdAt and modifiedAt (NotificationParams sysAttrs, §5.2.14)."""
+    shown = [_only_datasets(e, comp.datasets) for e in entities]
+    items = linked.render_joined(session, tenant, shown, comp.notify_ctx, comp.opts, comp.join, None)
+    if comp.opts.sys_attrs and comp.opts.fmt == "keyValues":
+        for entity, body in items:
+            body["createdAt"] = format_datetime(entity.created_at)
+            body["modifiedAt"] = format_datetime(entity.modified_at)
+    return [body for _, body in items]
+
+
+def _linked_resolver(session: Session, change: EntityChange, q: QNode, state: StoredEntity) -> Resolver | None:
+    """The Linked Entities a ``rel{attr}`` q of a subscription reads (§4.9), from the entity's tenant."""
+    targets = linked.linked_targets(session, change.tenant, q, None)
+    if targets is None:
+        return None
+    targets.prefetch([state])
+    return targets.get
 
 
 def _as_feature(entity: dict[str, Any]) -> dict[str, Any]:
@@ -1092,7 +1239,7 @@ def periodic_job(matcher: Matcher, settings: NotifySettings) -> Any:
                     continue
                 if not entities:
                     continue
-                data = [render_entity(_only_datasets(e, comp.datasets), comp.notify_ctx, comp.opts) for e in entities]
+                data = _joined(session, row.tenant, comp, entities)
                 queue(session, row, _notification_body(row, comp, data, None), now)
                 queued = True
         if queued or matcher.notifier.pending():
@@ -1110,6 +1257,7 @@ def _matching_entities(session: Session, tenant: str, comp: Compiled, limit: int
             types=sel.types,
             q=comp.q,
             geo=comp.geo,
+            scope=comp.scope,
         )
         entities, _ = run_query(session, tenant, query, comp.ctx, limit=limit, offset=0, count=False)
         for e in entities:

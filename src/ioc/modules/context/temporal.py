@@ -26,13 +26,16 @@ from .api import PREFIX, attribute_deletion, write_session
 from .batch import _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
+    NULL,
+    STRICT_INPUT,
     EntityInput,
     check_name,
+    check_scope,
     parse_attribute,
     parse_datetime,
     parse_types,
 )
-from .errors import NgsiError, NgsiRoute, bad_request, not_found
+from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_found
 from .http import (
     JSON,
     JSONLD,
@@ -53,7 +56,8 @@ from .http import (
 from .ld import CORE_CONTEXT_URL, ActiveContext, is_uri, link_header
 from .models import NgsiAttributeHistory as H
 from .query import parse_geoq, parse_q, parse_type_expr
-from .search import EntityQuery, compile_pattern, run_query
+from .scope import parse_scope_query
+from .search import EntityQuery, compile_pattern, run_query, system_only
 from .service import new_entity
 from .store import ChangeSet, Instance, StoredEntity, check_tenant, load_entities
 from .temporal_query import (
@@ -86,12 +90,23 @@ def _entity_id(raw: str) -> str:
     return raw
 
 
+def path_name(name: str) -> None:
+    """An attribute name in a URL path is a name of §4.6.2 or an IRI; a dot segment (``%2e%2e``
+    decoded) is neither and would address another resource: 400 BadRequestData (§5.6.13.4)."""
+    token = STRICT_INPUT.set(True)
+    try:
+        check_name(name)
+    finally:
+        STRICT_INPUT.reset(token)
+
+
 def temporal_options(request: Request) -> TemporalOptions:
-    """The representation asked for with ``options`` and ``format`` (and ``lang``)."""
+    """The representation asked for with ``options`` and ``format`` (and ``lang``); a value neither
+    defines is 400 InvalidRequest (§6.3.12, §6.3.20), ``format`` winning over ``options``."""
     opts = options_of(request)
     unknown = opts - _KNOWN_OPTIONS
     if unknown:
-        raise bad_request(f"Unknown options: {', '.join(sorted(unknown))}.")
+        raise invalid_request(f"Unknown options: {', '.join(sorted(unknown))}.")
     fmt = request.query_params.get("format")
     if fmt is None:
         if "aggregatedValues" in opts:
@@ -104,24 +119,43 @@ def temporal_options(request: Request) -> TemporalOptions:
             fmt = "normalized"
     fmt = {"simplified": "temporalValues", "keyValues": "temporalValues"}.get(fmt, fmt)
     if fmt not in ("normalized", "concise", "temporalValues", "aggregatedValues"):
-        raise bad_request(f"Invalid format {fmt!r}.")
+        raise invalid_request(f"Invalid format {fmt!r}.")
     return TemporalOptions(fmt=fmt, sys_attrs="sysAttrs" in opts, lang=request.query_params.get("lang"))
 
 
 def _temporal_query(request: Request, opts: TemporalOptions) -> TemporalQuery:
     tq = parse_temporal(request.query_params, aggregated=opts.fmt == "aggregatedValues")
+    tq.datasets = dataset_ids(csv_param(request, "datasetId"))
     opts.methods = tq.aggr_methods
-    opts.observed = tq.timeproperty == "observedAt"
+    opts.timeproperty = tq.timeproperty
     return tq
 
 
-def projection(pick: list[str] | None, omit: list[str] | None, ctx: ActiveContext, opts: TemporalOptions) -> None:
-    """``pick``/``omit`` (§4.21): entity members (``id``, ``type``, attribute names) to keep or leave out."""
+def dataset_ids(items: list[str] | None) -> list[str] | None:
+    """``datasetId`` (§4.5.5): the instances to read, ``@none`` the default one ('' as stored)."""
+    if items is None:
+        return None
+    for item in items:
+        if item != "@none" and not is_uri(item):
+            raise bad_request(f"datasetId must be a URI or @none, got {item!r}.")
+    return ["" if item == "@none" else item for item in items]
+
+
+def projection(
+    pick: list[str] | None, omit: list[str] | None, ctx: ActiveContext, opts: TemporalOptions, *, attrs: bool
+) -> None:
+    """``pick``/``omit`` (§4.21): entity members (``id``, ``type``, attribute names) to keep or leave out;
+    not together, nor with ``attrs``, and without Linked Entity braces: the temporal API has no join
+    (§5.7.3.4, §5.7.4.4)."""
     if pick is not None and omit is not None:
         raise bad_request("pick and omit cannot be used together.")
+    if attrs and (pick is not None or omit is not None):
+        raise bad_request("attrs cannot be used together with pick or omit (§4.21).")
     for items in (pick, omit):
         if items is not None and (not items or not all(items)):
             raise bad_request("pick and omit need a comma-separated list of member names.")
+        if items is not None and any("{" in i or "}" in i for i in items):
+            raise bad_request("A Linked Entity projection needs join, which the temporal API does not define.")
 
     def names(items: list[str] | None) -> set[str] | None:
         return None if items is None else {i if i in ("id", "type") else ctx.expand(i) for i in items}
@@ -130,11 +164,10 @@ def projection(pick: list[str] | None, omit: list[str] | None, ctx: ActiveContex
 
 
 def _picked(names: list[str] | None, opts: TemporalOptions) -> list[str] | None:
-    """The attributes to read: ``attrs`` narrowed by ``pick``."""
+    """The attributes to read: ``attrs``, or those ``pick`` names."""
     if opts.pick is None:
         return names
-    chosen = [n for n in sorted(opts.pick) if n not in ("id", "type")]
-    return chosen if names is None else [n for n in names if n in opts.pick]
+    return [n for n in sorted(opts.pick) if n not in ("id", "type")]
 
 
 def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | None) -> EntityQuery:
@@ -147,6 +180,10 @@ def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | Non
     attrs = csv_param(request, "attrs")
     if "geoQ" in p:
         raise bad_request("Use the georel, geometry and coordinates parameters for a geo-query.")
+    if "{" in p.get("q", ""):
+        raise bad_request("A q on Linked Entity attributes needs join, which the temporal API does not define.")
+    if "csf" in p:
+        parse_q(p["csf"], ctx)  # a context source filter must at least be valid (§5.7.4.4)
     return EntityQuery(
         ids=ids,
         id_pattern=compile_pattern(p["idPattern"]) if "idPattern" in p else None,
@@ -154,6 +191,7 @@ def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | Non
         attrs=[ctx.expand(a) for a in attrs] if attrs else None,
         q=parse_q(p["q"], ctx) if "q" in p else None,
         geo=parse_geoq(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"), ctx),
+        scope=parse_scope_query(p["scopeQ"]) if "scopeQ" in p else None,
         readable=readable,
     )
 
@@ -180,7 +218,7 @@ def evolutions(
                 aggregate(session, tenant, g, tq, origin)
         else:
             for g in groups:
-                read_group(session, tenant, g, tq, per_attribute)
+                read_group(session, tenant, g, tq, per_attribute, recorded=opts.sys_attrs)
         every.extend(groups)
     page = paginate(every, tq, max_instances) if opts.fmt != "aggregatedValues" else None
     bodies = [render_temporal(eid, types, groups_by_entity.get(eid, []), ctx, opts) for eid, types in entities]
@@ -214,12 +252,15 @@ def respond_text(
 
 
 def parse_instances(body: dict[str, Any], ctx: ActiveContext) -> Instances:
-    """The attributes of a temporal representation: each an instance or an array of instances."""
+    """The attributes of a temporal representation: each an instance or an array of instances;
+    ``urn:ngsi-ld:null`` as a first-level member is refused (§5.2.1: only a merge deletes)."""
     out: Instances = {}
     for key, raw in body.items():
         if key in ENTITY_MEMBERS:
             continue
         check_name(key)
+        if raw == NULL:
+            raise bad_request(f"{key}: urn:ngsi-ld:null is only allowed in a partial update or a merge (§5.2.1).")
         name = ctx.expand(key)
         items = raw if isinstance(raw, list) and raw and all(isinstance(i, dict) for i in raw) else [raw]
         if isinstance(raw, list) and not raw:
@@ -272,12 +313,43 @@ def _history_row(cs: ChangeSet, entity_id: str, name: str, ds: str, op: str, doc
     }
 
 
-def add_instances(cs: ChangeSet, entity: StoredEntity, instances: Instances) -> None:
+def _one_per_time(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The instances of one attribute and datasetId, the last given for each observedAt."""
+    kept: dict[object, dict[str, Any]] = {}
+    for i, doc in enumerate(docs):
+        t = _observed(doc)
+        kept[t if t is not None else i] = doc
+    return list(kept.values())
+
+
+def _replace_same_times(
+    session: Session, cs: ChangeSet, entity: StoredEntity, name: str, ds: str, docs: list[dict[str, Any]]
+) -> None:
+    """Instances already recorded at an observedAt given again are replaced, not repeated (§5.6.11,
+    §5.6.12): posting the same temporal representation twice leaves one instance per time."""
+    times = [t for t in (_observed(d) for d in docs) if t is not None]
+    if entity.pk is None or not times:
+        return
+    session.execute(
+        delete(H).where(
+            H.tenant == cs.tenant,
+            H.entity_id == entity.id,
+            H.name == name,
+            H.dataset_id == ds,
+            H.op != "delete",
+            H.observed_at.in_(times),
+        )
+    )
+
+
+def add_instances(session: Session, cs: ChangeSet, entity: StoredEntity, instances: Instances) -> None:
     """Record every instance in the history; an instance newer than the current state becomes it."""
     given: set[tuple[str, str]] = set()
     rows: list[dict[str, Any]] = []
     for name, per_ds in instances.items():
-        for ds, docs in per_ds.items():
+        for ds, given_docs in per_ds.items():
+            docs = _one_per_time(given_docs)
+            _replace_same_times(session, cs, entity, name, ds, docs)
             had = ds in entity.attrs.get(name, {}) and entity.pk is not None
             latest = _latest(docs)
             if entity.pk is not None and _newer(latest, entity.attrs.get(name, {}).get(ds)):
@@ -308,11 +380,14 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
         p = request.query_params
-        if not any(k in p for k in ("id", "idPattern", "type", "attrs", "q", "georel")) and p.get("local") != "true":
+        # §5.7.4.4: attrs naming only system attributes do not narrow a query
+        attrs_ok = "attrs" in p and not system_only(csv_param(request, "attrs") or [])
+        qualified = any(k in p for k in ("id", "idPattern", "type", "q", "georel")) or attrs_ok
+        if not qualified and p.get("local") != "true":
             raise bad_request("Give at least one of type, id, idPattern, attrs, q or a geo-query (or local=true).")
         query = _entity_query(request, ctx, readable)
         opts = temporal_options(request)
-        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts)
+        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs="attrs" in p)
         tq = _temporal_query(request, opts)
         return _query_answer(request, tenant, ctx, media, query, tq, opts)
 
@@ -330,11 +405,15 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         count = bool_param(request, "count")
         if limit == 0 and not count:
             raise bad_request("limit=0 is only allowed with count=true.")
+        attrs, query.attrs = query.attrs, None
+        # §5.7.4.4: an entity is part of the answer when an instance of it (of attrs) matches the
+        # temporal query; attributes are looked for in the history, so a deleted one still counts
+        query.having = tq.selects(tenant, attrs)
         with _db_session(request) as session:
             check_tenant(session, tenant)
             found, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
             entities = [(e.id, e.types) for e in found]
-            names = _picked(query.attrs, opts)
+            names = _picked(attrs, opts)
             bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances)
         headers = _headers(page, {"NGSILD-Results-Count": str(total)} if total is not None else None)
         return respond_text(bodies, ctx, media, status=206 if page else 200, headers=headers)
@@ -361,10 +440,11 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         opts = temporal_options(request)
         if isinstance(body.get("lang"), str):
             opts.lang = body["lang"]
-        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts)
+        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs=query.attrs is not None)
         tq = parse_temporal(_temporal_params(body.get("temporalQ")), aggregated=opts.fmt == "aggregatedValues")
+        tq.datasets = dataset_ids(csv_param(request, "datasetId"))
         opts.methods = tq.aggr_methods
-        opts.observed = tq.timeproperty == "observedAt"
+        opts.timeproperty = tq.timeproperty
         return _query_answer(request, tenant, ctx, media, query, tq, opts)
 
     @router.post("/entities")
@@ -380,6 +460,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             raise bad_request("The entity has no id.")
         eid = _entity_id(raw_id)
         types = parse_types(body.get("type", body.get("@type")), ctx, required=False)
+        check_scope(body.get("scope"))
         instances = parse_instances(body, ctx)
         with write_session(request, broker, tenant) as (session, cs):
             entity = load_entities(session, tenant, [eid]).get(eid)
@@ -397,7 +478,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
                 if added:
                     entity.types = [*entity.types, *added]
                     cs.touch(entity, types=True)
-            add_instances(cs, entity, instances)
+            add_instances(session, cs, entity, instances)
         if not created:
             return Response(status_code=204)
         headers = {"Location": f"{TEMPORAL}/entities/{quote(eid, safe=':')}"}
@@ -423,7 +504,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             entity = load_entities(session, tenant, [eid]).get(eid)
             if entity is None:
                 raise not_found(f"The entity {eid} does not exist.")
-            add_instances(cs, entity, instances)
+            add_instances(session, cs, entity, instances)
         return Response(status_code=204)
 
     @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}/{instance_id}")
@@ -431,13 +512,17 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         entity_id: str, attr_id: str, instance_id: str, request: Request, principal: OptionalPrincipal, raw: Body
     ) -> Response:
         require_write(broker, principal)
+        if not attr_id:  # .../attrs//{instanceId}: no attribute, so no instance resource (§6.2)
+            raise NgsiError("MethodNotAllowed", "PATCH needs /attrs/{attrId}/{instanceId}.")
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
+        if not is_uri(instance_id):
+            raise bad_request(f"The instanceId must be a URI, got {instance_id!r}.")
+        path_name(attr_id)
         body, ct = read_json(request, raw, patch=True)
         ctx = body_context(broker, request, body, ct)
         if not isinstance(body, dict):
             raise bad_request("The body must be an attribute instance (a JSON object).")
-        check_name(attr_id)
         name = ctx.expand(attr_id)
         fragment = {k: v for k, v in body.items() if k not in ("@context", "instanceId")}
         with _db_session(request) as session:
@@ -475,13 +560,15 @@ def build_temporal_router(broker: Broker) -> APIRouter:
     def delete_instance(
         entity_id: str, attr_id: str, instance_id: str, request: Request, principal: OptionalPrincipal
     ) -> Response:
-        if not is_uri(instance_id):  # an attribute IRI with '/' in it, not an instance
-            return delete_attr(entity_id, f"{attr_id}/{instance_id}", request, principal)
+        if not is_uri(instance_id):
+            if is_uri(f"{attr_id}/{instance_id}"):  # an attribute IRI with '/' in it, not an instance
+                return delete_attr(entity_id, f"{attr_id}/{instance_id}", request, principal)
+            raise bad_request(f"The instanceId must be a URI, got {instance_id!r}.")
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
         ctx = query_context(broker, request)
-        check_name(attr_id)
+        path_name(attr_id)
         name = ctx.expand(attr_id)
         with _db_session(request) as session:
             check_tenant(session, tenant)
@@ -494,6 +581,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
     @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
     def delete_attr(entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal) -> Response:
         require_write(broker, principal)
+        path_name(attr_id)
         tenant, eid, _ctx, name, dataset_id, delete_all = attribute_deletion(request, broker, entity_id, attr_id)
         with write_session(request, broker, tenant) as (session, cs):
             entity = load_entities(session, tenant, [eid]).get(eid)
@@ -519,6 +607,13 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             _audit(session, principal, "context.temporal.attribute.delete", eid, attribute=name, rows=removed)
         return Response(status_code=204)
 
+    # after the instance routes: ``{attr_id:path}`` would also match an attribute and an instance
+    @router.api_route("/entities", methods=["PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @router.api_route("/entities/{entity_id:path}/attrs/{attr_id:path}", methods=["PATCH"], include_in_schema=False)
+    def no_such_operation(request: Request) -> Response:
+        """Methods the temporal API does not define on these resources (§6.2): 405."""
+        raise NgsiError("MethodNotAllowed", f"{request.method} is not an operation of this resource.")
+
     @router.get("/entities/{entity_id:path}")
     def retrieve_temporal(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
         media = accept(request)
@@ -527,9 +622,9 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
         opts = temporal_options(request)
-        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts)
-        tq = _temporal_query(request, opts)
         attrs = csv_param(request, "attrs")
+        projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs=attrs is not None)
+        tq = _temporal_query(request, opts)
         names = _picked([ctx.expand(a) for a in attrs] if attrs else None, opts)
         with _db_session(request) as session:
             check_tenant(session, tenant)
@@ -540,7 +635,11 @@ def build_temporal_router(broker: Broker) -> APIRouter:
                 raise NgsiError(
                     "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
                 )
+            if attrs and not find_groups(session, tenant, [eid], names)[eid]:
+                raise not_found(f"The entity {eid} has none of the attributes {', '.join(attrs)} (§5.7.3.4).")
             bodies, page = evolutions(session, tenant, [(eid, entity.types)], names, tq, opts, ctx, max_instances)
+        if (opts.pick is not None or opts.omit is not None) and bodies[0] == "{}":
+            raise not_found(f"Nothing of the entity {eid} is left after pick/omit (§4.21).")
         return respond_text(bodies[0], ctx, media, status=206 if page else 200, headers=_headers(page))
 
     @router.delete("/entities/{entity_id:path}")

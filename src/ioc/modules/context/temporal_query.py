@@ -9,7 +9,8 @@ attributes whose values are not all numbers are aggregated in Python from the sa
 
 Time relations: ``before`` is ``t < timeAt``, ``after`` is ``t >= timeAt`` and ``between`` is
 ``timeAt <= t < endTimeAt``, so a client pages forward with ``after`` and the end of the last
-page without losing an instance.
+page without losing an instance. ``timeproperty=deletedAt`` reads the deletions instead: the
+rows an attribute deletion left, at the time they were recorded (§4.5.7).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Text,
     cast,
     distinct,
+    exists,
     func,
     literal_column,
     null,
@@ -43,9 +45,10 @@ from sqlalchemy.orm import Session
 from .entity import parse_datetime
 from .errors import bad_request
 from .models import NgsiAttributeHistory as H
+from .models import NgsiEntity
 
 TIMERELS = ("before", "after", "between")
-TIMEPROPERTIES = ("observedAt", "createdAt", "modifiedAt")
+TIMEPROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
 AGGR_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
 _DURATION = re.compile(
     r"^P(?:(?P<Y>\d+)Y)?(?:(?P<M>\d+)M)?(?:(?P<W>\d+)W)?(?:(?P<D>\d+)D)?"
@@ -112,21 +115,39 @@ class TemporalQuery:
     last_n: int | None = None
     aggr_methods: list[str] = field(default_factory=list)
     aggr_period: Duration | None = None  # None or zero: the whole time range
+    datasets: list[str] | None = None  # the datasetIds asked for ('' the default instance, §4.5.5)
 
     @property
     def column(self) -> Any:
         """The history column the time property maps to."""
         return H.observed_at if self.timeproperty == "observedAt" else H.recorded_at
 
+    @property
+    def deleted(self) -> bool:
+        """Whether the deletions are read (``timeproperty=deletedAt``) rather than the instances."""
+        return self.timeproperty == "deletedAt"
+
     def conditions(self) -> list[ColumnElement[bool]]:
+        """The history rows the query selects: instances (or deletions), datasetIds, time relation."""
         col = self.column
+        out = [H.op == "delete" if self.deleted else H.op != "delete"]
+        if self.datasets is not None:
+            out.append(H.dataset_id.in_(self.datasets))
         if self.timerel == "before":
-            return [col < self.time_at]
-        if self.timerel == "after":
-            return [col >= self.time_at]
-        if self.timerel == "between":
-            return [col >= self.time_at, col < self.end_time_at]
-        return []
+            out.append(col < self.time_at)
+        elif self.timerel == "after":
+            out.append(col >= self.time_at)
+        elif self.timerel == "between":
+            out += [col >= self.time_at, col < self.end_time_at]
+        return out
+
+    def selects(self, tenant: str, names: list[str] | None) -> ColumnElement[bool]:
+        """Entities with at least one instance (of ``names``, if given) the query selects: the
+        others are not part of the answer to a temporal query (§5.7.4.4)."""
+        where = [H.tenant == tenant, H.entity_id == NgsiEntity.entity_id, *self.conditions()]
+        if names is not None:
+            where.append(H.name.in_(names))
+        return exists().where(*where)
 
 
 def parse_temporal(params: Mapping[str, str], *, aggregated: bool) -> TemporalQuery:
@@ -231,6 +252,7 @@ class Group:
     kind: str = "Property"
     rows: list[Row] = field(default_factory=list)
     truncated: bool = False  # more instances in range than returned
+    paged_out: bool = False  # it had instances in range, pagination cut them all (rendered empty)
     aggregates: dict[str, list[Bucket]] = field(default_factory=dict)  # datasetId -> buckets
     kinds: dict[str, str] = field(default_factory=dict)  # datasetId -> attribute type
 
@@ -305,7 +327,13 @@ _SKIP_SCAN = text(
 
 
 def _where(tenant: str, g: Group, tq: TemporalQuery) -> list[ColumnElement[bool]]:
-    return [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, H.op != "delete", *tq.conditions()]
+    return [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, *tq.conditions()]
+
+
+def _live_kind(session: Session, tenant: str, g: Group) -> str:
+    """The attribute's type, from its instances (a deletion row does not record it)."""
+    kind = session.connection().execute(select(H.kind).where(*_where(tenant, g, TemporalQuery())).limit(1))
+    return kind.scalar() or "Property"
 
 
 def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit: int, *, recorded: bool = True) -> None:
@@ -329,15 +357,11 @@ def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit:
     rows = []
     for iid, ds, doc_text, num, time_value, recorded, kind in result[:limit]:
         rows.append(Row(iid, ds, doc_text or "", num, time_value, recorded))
-        g.kinds[ds] = kind or "Property"
+        g.kinds[ds] = kind or g.kinds.get(ds) or _live_kind(session, tenant, g)
     if tq.last_n is not None:
         rows.reverse()
     g.rows = rows
-    if not rows:  # the type of an attribute without instances in range
-        kind = session.connection().execute(select(H.kind).where(*_where(tenant, g, TemporalQuery())).limit(1))
-        g.kind = kind.scalar() or "Property"
-    else:
-        g.kind = next(iter(g.kinds.values()))
+    g.kind = next(iter(g.kinds.values())) if rows else _live_kind(session, tenant, g)
 
 
 @dataclass
@@ -354,7 +378,8 @@ def paginate(groups: Iterable[Group], tq: TemporalQuery, limit: int) -> Page | N
 
     Forward (no lastN): up to the earliest last instance among the cut attributes; backward
     (lastN above the limit): down to the latest first instance among them. Instances beyond
-    the cut are dropped from every attribute, so the page is complete for its time range.
+    the cut are dropped from every attribute, so the page is complete for its time range; an
+    attribute whose instances all fall beyond the cut stays in the answer, empty.
     """
     groups = list(groups)
     cut_groups = [g for g in groups if g.truncated and any(r.time is not None for r in g.rows)]
@@ -363,13 +388,17 @@ def paginate(groups: Iterable[Group], tq: TemporalQuery, limit: int) -> Page | N
     if tq.last_n is None:
         cut = min(max(r.time for r in g.rows if r.time is not None) for g in cut_groups)
         for g in groups:
+            g.paged_out = bool(g.rows)
             g.rows = [r for r in g.rows if r.time is None or r.time <= cut]
+            g.paged_out = g.paged_out and not g.rows
         times = [r.time for g in groups for r in g.rows if r.time is not None]
         start = tq.time_at if tq.timerel in ("after", "between") and tq.time_at else min(times)
         return Page(start, cut, "*")
     cut = max(min(r.time for r in g.rows if r.time is not None) for g in cut_groups)
     for g in groups:
+        g.paged_out = bool(g.rows)
         g.rows = [r for r in g.rows if r.time is not None and r.time >= cut]
+        g.paged_out = g.paged_out and not g.rows
     times = [r.time for g in groups for r in g.rows if r.time is not None]
     if tq.timerel == "before" and tq.time_at:
         start = tq.time_at
@@ -415,8 +444,7 @@ def aggregate(session: Session, tenant: str, g: Group, tq: TemporalQuery, origin
     """Fill ``g.aggregates``: per datasetId, one bucket per non-empty period (or one for the whole range)."""
     period = tq.aggr_period if tq.aggr_period is not None and not tq.aggr_period.zero else None
     col = tq.column
-    kind = session.connection().execute(select(H.kind).where(*_where(tenant, g, TemporalQuery())).limit(1))
-    g.kind = kind.scalar() or "Property"
+    g.kind = _live_kind(session, tenant, g)
     if period is not None and (period.months or origin is None):
         g.aggregates = _aggregate_python(_value_rows(session, tenant, g, tq), tq, period, origin)
         return

@@ -3,11 +3,17 @@
 * normalized: every attribute is an array of its instances, each with its ``instanceId``;
 * concise: the same instances without ``type`` (the value member stays, as does observedAt);
 * simplified (``temporalValues``): ``{"type": ..., "values": [[value, time], ...]}`` (``objects``
-  for relationships, ``languageMaps``, ``vocabs``, ``jsons``, ``valueLists``, ``objectLists``);
+  for relationships, ``languageMaps``, ``vocabs``, ``jsons``, ``valueLists``, ``objectLists``); a
+  LanguageProperty, VocabProperty or JsonProperty value is the object of its member
+  (``{"languageMap": {...}}``), so each element of the ``@list`` stays valid JSON-LD (§4.5.9);
 * aggregated (``aggregatedValues``): ``{"type": ..., "<method>": [[value, start, end], ...]}``.
 
 An attribute with several datasetIds: its instances share one array (normalized, concise); in
-the simplified and aggregated forms it is an array of one object per datasetId.
+the simplified and aggregated forms it is an array of one object per datasetId. An attribute
+without an instance in the time range is left out (one whose instances pagination cut is
+empty). With ``timeproperty=deletedAt`` the instances are deletions: the attribute's value
+member set to ``urn:ngsi-ld:null`` (a languageMap ``{"@none": "urn:ngsi-ld:null"}``) and
+``deletedAt`` (§4.5.7, §5.2.1).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from .entity import NULL
 from .ld import ActiveContext
 from .render import RenderOptions, render_doc
 from .temporal_query import Group, Row, format_time, instance_value
@@ -32,6 +39,17 @@ SIMPLIFIED_KEYS = {
     "ListProperty": "valueLists",
     "ListRelationship": "objectLists",
 }
+#: attribute type -> the member holding its value
+VALUE_MEMBERS = {
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "VocabProperty": "vocab",
+    "JsonProperty": "json",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+}
+#: simplified values wrapped in the object of their member (§4.5.9)
+_WRAPPED = frozenset({"LanguageProperty", "VocabProperty", "JsonProperty"})
 
 
 @dataclass
@@ -42,7 +60,7 @@ class TemporalOptions:
     methods: list[str] = field(default_factory=list)
     pick: set[str] | None = None  # §4.21 projection: "id", "type" and attribute IRIs to keep
     omit: set[str] | None = None  # ... or to leave out
-    observed: bool = True  # the time property is observedAt: simplified pairs show each instance's own text
+    timeproperty: str = "observedAt"  # observedAt: simplified pairs show each instance's own text
 
     def wanted(self, member: str) -> bool:
         if self.pick is not None and member not in self.pick:
@@ -66,17 +84,19 @@ def render_temporal(
     if opts.wanted("type"):
         parts.append('"type":' + json.dumps(compact_types[0] if len(compact_types) == 1 else compact_types))
     inst_opts = RenderOptions(fmt="concise" if opts.fmt == "concise" else "normalized", lang=opts.lang)
+    deleted = opts.timeproperty == "deletedAt"
     for g in groups:
-        if not opts.wanted(g.name):
+        if not opts.wanted(g.name) or not _has_content(g, opts.fmt):
             continue
         key = json.dumps(ctx.compact(g.name)) + ":"
         if opts.fmt in ("normalized", "concise"):
-            items = [_instance(r, g, ctx, inst_opts, opts.sys_attrs) for r in g.rows]
+            render = _deletion if deleted else _instance
+            items = [render(r, g, ctx, inst_opts, opts.sys_attrs) for r in g.rows]
             parts.append(key + "[" + ",".join(items) + "]")
             continue
         datasets = g.datasets() or [""]
         objs = [
-            _simplified(g, ds, ctx, opts.observed) if opts.fmt == "temporalValues" else _aggregated(g, ds, opts)
+            _simplified(g, ds, ctx, opts.timeproperty) if opts.fmt == "temporalValues" else _aggregated(g, ds, opts)
             for ds in datasets
         ]
         parts.append(key + json.dumps(objs[0] if len(objs) == 1 else objs))
@@ -102,6 +122,27 @@ def _instance(row: Row, g: Group, ctx: ActiveContext, opts: RenderOptions, sys_a
     return json.dumps(item)[:-1] + tail + "}"
 
 
+def _has_content(g: Group, fmt: str) -> bool:
+    """Whether the attribute is in the answer: instances (or periods) in range, or cut by pagination."""
+    return bool(g.aggregates) if fmt == "aggregatedValues" else bool(g.rows) or g.paged_out
+
+
+def _deletion(row: Row, g: Group, _ctx: ActiveContext, _opts: RenderOptions, _sys_attrs: bool) -> str:
+    """A deletion of the attribute (``timeproperty=deletedAt``): its value member set to NGSI-LD Null."""
+    kind = g.kinds.get(row.dataset_id, g.kind)
+    item: dict[str, Any] = {"type": kind, VALUE_MEMBERS.get(kind, "value"): _null_of(kind)}
+    if row.dataset_id:
+        item["datasetId"] = row.dataset_id
+    item["instanceId"] = row.instance_id
+    item["deletedAt"] = format_time(row.time)
+    return json.dumps(item)
+
+
+def _null_of(kind: str) -> Any:
+    """The value of a deleted attribute (§5.2.1): ``urn:ngsi-ld:null``, in a languageMap under ``@none``."""
+    return {"@none": NULL} if kind == "LanguageProperty" else NULL
+
+
 _DECODE_KINDS = frozenset({"LanguageProperty", "VocabProperty"})
 #: A string as JSON text, as ``json.dumps`` writes it, without building an encoder per call.
 _quoted: Callable[[str], str] = encode_basestring_ascii
@@ -114,15 +155,18 @@ def _head(g: Group, ds: str) -> dict[str, Any]:
     return head
 
 
-def _simplified(g: Group, ds: str, ctx: ActiveContext, observed: bool = True) -> dict[str, Any]:
+def _simplified(g: Group, ds: str, ctx: ActiveContext, timeproperty: str = "observedAt") -> dict[str, Any]:
     out = _head(g, ds)
     kind = out["type"]
+    observed = timeproperty == "observedAt"
     pairs: list[list[Any]] = []
     for r in g.rows:
         if r.dataset_id != ds:
             continue
         value: Any
-        if kind == "Property" and r.value_num is not None and not r.value_num.is_integer():
+        if timeproperty == "deletedAt":
+            value = _null_of(kind)
+        elif kind == "Property" and r.value_num is not None and not r.value_num.is_integer():
             value = r.value_num
         elif kind == "Property" and r.value_num is not None:
             value = r.doc.get("value", r.value_num)  # 120 stays 120 (not 120.0), as it was written
@@ -132,6 +176,8 @@ def _simplified(g: Group, ds: str, ctx: ActiveContext, observed: bool = True) ->
                 value = [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(str(value))
             elif kind == "ListRelationship" and isinstance(value, list):
                 value = [o.get("object") if isinstance(o, dict) else o for o in value]
+        if kind in _WRAPPED:
+            value = {VALUE_MEMBERS[kind]: value}
         stamp = r.doc.get("observedAt") if observed and r.time is not None else None
         # the instance's own observedAt text (as for normalized instances), else the stored time
         pairs.append([value, stamp if isinstance(stamp, str) else format_time(r.time)])
