@@ -3,7 +3,7 @@ the matcher, the SQL prefilter, and scopeQ in queries, purge, temporal queries a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from ioc.modules.context.errors import NgsiError
 from ioc.modules.context.scope import ScopeExpr, matches, parse_scope_query, scope_sql
 from ioc.settings import Settings
 
+from . import test_subscriptions as subs
 from .conftest import Ngsi
 from .test_subscriptions import Listener, create_sub, fast_settings, subscription
 
@@ -33,25 +34,10 @@ SCOPES: dict[str, Any] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IOC_NGSILD_NOTIFY_RETRY_BASE_SECONDS", "0.3")
-    monkeypatch.setenv("IOC_NGSILD_NOTIFY_TIMEOUT_SECONDS", "3")
-    monkeypatch.setenv("IOC_NGSILD_NOTIFY_PERIODIC_TICK_SECONDS", "0.3")
-    monkeypatch.setenv("IOC_NGSILD_NOTIFY_SWEEP_SECONDS", "0.3")
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """Only this module: the other modules' jobs would share the scheduler thread with ours."""
-    return settings.model_copy(update={"modules": ["context"]})
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    yield server
-    server.close()
+# the fixtures of test_subscriptions: fast delivery settings, this module only, a real HTTP listener
+_fast_delivery = subs._fast_delivery
+settings = subs.settings
+listener = subs.listener
 
 
 def building(eid: str, scope: Any = None, **attrs: Any) -> dict[str, Any]:

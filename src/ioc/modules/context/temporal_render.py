@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from .entity import NULL
+from .entity import NULL, VALUE_KEY
 from .ld import ActiveContext
 from .render import RenderOptions, render_doc
 from .temporal_query import Group, Row, format_time, instance_value
@@ -38,15 +38,6 @@ SIMPLIFIED_KEYS = {
     "JsonProperty": "jsons",
     "ListProperty": "valueLists",
     "ListRelationship": "objectLists",
-}
-#: attribute type -> the member holding its value
-VALUE_MEMBERS = {
-    "Relationship": "object",
-    "LanguageProperty": "languageMap",
-    "VocabProperty": "vocab",
-    "JsonProperty": "json",
-    "ListProperty": "valueList",
-    "ListRelationship": "objectList",
 }
 #: simplified values wrapped in the object of their member (§4.5.9)
 _WRAPPED = frozenset({"LanguageProperty", "VocabProperty", "JsonProperty"})
@@ -130,7 +121,7 @@ def _has_content(g: Group, fmt: str) -> bool:
 def _deletion(row: Row, g: Group, _ctx: ActiveContext, _opts: RenderOptions, _sys_attrs: bool) -> str:
     """A deletion of the attribute (``timeproperty=deletedAt``): its value member set to NGSI-LD Null."""
     kind = g.kinds.get(row.dataset_id, g.kind)
-    item: dict[str, Any] = {"type": kind, VALUE_MEMBERS.get(kind, "value"): _null_of(kind)}
+    item: dict[str, Any] = {"type": kind, VALUE_KEY.get(kind, "value"): _null_of(kind)}
     if row.dataset_id:
         item["datasetId"] = row.dataset_id
     item["instanceId"] = row.instance_id
@@ -177,7 +168,7 @@ def _simplified(g: Group, ds: str, ctx: ActiveContext, timeproperty: str = "obse
             elif kind == "ListRelationship" and isinstance(value, list):
                 value = [o.get("object") if isinstance(o, dict) else o for o in value]
         if kind in _WRAPPED:
-            value = {VALUE_MEMBERS[kind]: value}
+            value = {VALUE_KEY[kind]: value}
         stamp = r.doc.get("observedAt") if observed and r.time is not None else None
         # the instance's own observedAt text (as for normalized instances), else the stored time
         pairs.append([value, stamp if isinstance(stamp, str) else format_time(r.time)])
