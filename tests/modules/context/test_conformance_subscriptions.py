@@ -1026,3 +1026,15 @@ def test_linked_entities_in_notifications(tp: Suite) -> None:
             linked = data[1] if case == "flat-sysAttrs" else data[0]["locatedAt"]["entity"]
             assert {"createdAt", "modifiedAt"} <= set(data[0]) & set(data[0]["name"]) & set(data[0]["locatedAt"])
             assert linked["id"] == city["id"] and {"createdAt", "modifiedAt"} <= set(linked)
+
+
+def test_an_attribute_appended_by_update_attributes_is_notified(tp: Suite) -> None:
+    """TP 046_20, 046_41: a subscription watching an attribute the entity does not have yet is notified
+    when ``PATCH /entities/{id}/attrs`` brings it (Update Attributes appends missing attributes, 011_01_03)."""
+    eid = f"{B}046appended"
+    tp.create_entity(eid, simple_attributes())
+    sid = tp.subscribe(sub(watchedAttributes=["newAttribute"], notification={"endpoint": endpoint()}), entity_id=eid)
+    fresh = {"newAttribute": prop(12, observedAt="2020-10-10T16:40:00.000Z")}
+    assert tp.update_attrs(eid, fresh).status_code == 204
+    data = tp.notification(sid).body["data"][0]
+    assert data["id"] == eid and data["newAttribute"]["value"] == 12
