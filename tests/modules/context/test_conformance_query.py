@@ -651,3 +651,46 @@ def test_query_with_geometry_property_needs_geojson(ngsi: Ngsi) -> None:
     r = ngsi.get("/entities", params=params, headers={"Accept": "application/geo+json"})
     assert r.status_code == 200, r.text
     assert r.json()["features"][0]["geometry"] == {"type": "Point", "coordinates": [105.68, 18.67]}
+
+
+FRENCH, SPANISH, GERMAN = (f"urn:ngsi-ld:Dataset:{lang}-name" for lang in ("french", "spanish", "german"))
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        pytest.param({"attrs": "name"}, {"name": [None, FRENCH, GERMAN]}, id="019_12_01"),
+        pytest.param({"datasetId": FRENCH}, {"name": [FRENCH]}, id="019_12_02"),
+        pytest.param(
+            {"datasetId": f"{FRENCH},{SPANISH}"}, {"name": [FRENCH], "subCategory": [SPANISH]}, id="019_12_03"
+        ),
+        pytest.param({"datasetId": "@none"}, {"name": [None], "subCategory": [None]}, id="019_12_04"),
+        pytest.param({"attrs": "name", "datasetId": "@none"}, {"name": [None]}, id="019_12_05"),
+        pytest.param({"attrs": "name", "datasetId": GERMAN}, {"name": [GERMAN]}, id="019_12_06"),
+        pytest.param({"attrs": "name", "datasetId": SPANISH}, {}, id="019_12_07"),
+    ],
+)
+def test_dataset_id_selects_the_instances_shown(
+    ngsi: Ngsi, params: dict[str, str], expected: dict[str, list[str | None]]
+) -> None:
+    """019_12_01..07: ``datasetId`` on Query Entities (§4.5.5, v1.8.1) shows only those instances of
+    each attribute (``@none`` the default one); an entity keeps its place when none is left."""
+    ngsi.create(
+        {
+            "id": f"{B}ds",
+            "type": "Building",
+            "name": [prop("Eiffel Tower"), prop("Tour Eiffel", datasetId=FRENCH), prop("Eiffelturm", datasetId=GERMAN)],
+            "subCategory": [prop(["tourism"]), prop(["turismo"], datasetId=SPANISH)],
+        }
+    )
+    r = ngsi.get("/entities", params={"type": "Building", **params})
+    assert r.status_code == 200, r.text
+    [entity] = r.json()
+    shown: dict[str, list[str | None]] = {}
+    for name, value in entity.items():
+        if name in ("id", "type"):
+            continue
+        instances = value if isinstance(value, list) else [value]
+        shown[name] = sorted((i.get("datasetId") for i in instances), key=lambda d: d or "")
+    assert shown == expected
+    assert ngsi.get("/entities", params={"type": "Building", "datasetId": "not a uri"}).status_code == 400

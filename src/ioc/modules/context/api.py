@@ -31,6 +31,7 @@ from .http import (
     body_context,
     bool_param,
     csv_param,
+    dataset_ids,
     int_param,
     options_of,
     prefers_json_body,
@@ -179,12 +180,14 @@ def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = 
     pick_set = linked.top_names(pick, omit=False) if pick is not None else None
     if attrs is not None:
         pick_set = names(attrs)
+    datasets = dataset_ids(csv_param(request, "datasetId"))  # §4.5.5: the instances shown
     return RenderOptions(
         fmt=fmt,
         sys_attrs="sysAttrs" in opts or default_sys,
         lang=_language_filter(request.query_params.get("lang")),
         pick=pick_set,
         omit=linked.top_names(omit, omit=True) if omit is not None else None,
+        datasets=frozenset(datasets) if datasets is not None else None,
     )
 
 

@@ -17,7 +17,7 @@ from ioc.core.db import get_database
 
 from .entity import STRICT_INPUT
 from .errors import NgsiError, bad_request, invalid_request
-from .ld import CORE_CONTEXT_URL, ActiveContext, ContextLoader, context_links, link_header
+from .ld import CORE_CONTEXT_URL, ActiveContext, ContextLoader, context_links, is_uri, link_header
 from .settings import NgsiLdSettings
 
 log = logging.getLogger("ioc.context")
@@ -310,3 +310,13 @@ def readable_types(broker: Broker, principal: Principal | None) -> set[str] | No
         raise NgsiError("Forbidden", "The permission context:read is required.")
     core = broker.loader.core
     return {core.expand(t) for t in s.public_types}
+
+
+def dataset_ids(items: list[str] | None) -> list[str] | None:
+    """``datasetId`` (§4.5.5): the instances to read, ``@none`` the default one ('' as stored)."""
+    if items is None:
+        return None
+    for item in items:
+        if item != "@none" and not is_uri(item):
+            raise bad_request(f"datasetId must be a URI or @none, got {item!r}.")
+    return ["" if item == "@none" else item for item in items]

@@ -17,6 +17,7 @@ class RenderOptions:
     lang: str | None = None
     pick: set[str] | None = None  # expanded attribute IRIs, plus "id"/"type"
     omit: set[str] | None = None
+    datasets: frozenset[str] | None = None  # ``datasetId`` (§4.5.5): the instances shown ('' the default)
 
 
 def _lang_ranges(lang: str) -> list[str]:
@@ -153,6 +154,8 @@ def render_entity(entity: StoredEntity, ctx: ActiveContext, opts: RenderOptions)
     if entity.scope is not None and _wanted("scope", opts):
         out["scope"] = entity.scope
     for name, per_ds in entity.attrs.items():
+        if opts.datasets is not None:
+            per_ds = {ds: inst for ds, inst in per_ds.items() if ds in opts.datasets}
         if per_ds and _wanted(name, opts):
             out[ctx.compact(name)] = render_attr(per_ds, ctx, opts)
     if opts.sys_attrs and opts.fmt != "keyValues":

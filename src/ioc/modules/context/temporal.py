@@ -45,6 +45,7 @@ from .http import (
     body_context,
     bool_param,
     csv_param,
+    dataset_ids,
     int_param,
     options_of,
     query_context,
@@ -129,16 +130,6 @@ def _temporal_query(request: Request, opts: TemporalOptions) -> TemporalQuery:
     opts.methods = tq.aggr_methods
     opts.timeproperty = tq.timeproperty
     return tq
-
-
-def dataset_ids(items: list[str] | None) -> list[str] | None:
-    """``datasetId`` (§4.5.5): the instances to read, ``@none`` the default one ('' as stored)."""
-    if items is None:
-        return None
-    for item in items:
-        if item != "@none" and not is_uri(item):
-            raise bad_request(f"datasetId must be a URI or @none, got {item!r}.")
-    return ["" if item == "@none" else item for item in items]
 
 
 def projection(
