@@ -493,8 +493,8 @@ def test_format_and_options_values(ngsi: Ngsi) -> None:
 
 
 def test_language_filter_ranges(ngsi: Ngsi) -> None:
-    """TPs 018_07_01, 02, 04 and 05 (§4.15: the best-ranked language present wins; a ``*`` ranked below
-    named languages does not keep the whole languageMap)."""
+    """TPs 018_07_01..06 (§4.15: the best-ranked language present wins; ``*`` alone is any one language,
+    the first of the map, reported in ``lang``)."""
     street = {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}}
     ngsi.create({"id": B + "1", "type": "Building", "street": street})
     french = {"type": "Property", "value": "Grand Place", "lang": "fr"}
@@ -504,6 +504,8 @@ def test_language_filter_ranges(ngsi: Ngsi) -> None:
         ({"lang": "fr-CH,fr;q=0.9,en;q=0.8,*;q=0.5"}, french),
         ({"lang": "fr", "options": "keyValues"}, "Grand Place"),
         ({"lang": "en;q=0.9,*;q=0.1", "options": "keyValues"}, "Grand Place"),
+        ({"lang": "*"}, french),
+        ({"lang": "*", "options": "keyValues"}, "Grand Place"),
     ]:
         r = ngsi.get("/entities/" + B + "1", params=params)
         assert r.status_code == 200 and r.json()["street"] == expected, params

@@ -65,7 +65,7 @@ def render_doc(doc: dict[str, Any], ctx: ActiveContext, opts: RenderOptions, ins
     """One attribute instance (or sub-attribute) in the chosen representation."""
     kind = doc.get("type", "Property")
     lang_pick = None
-    if kind == "LanguageProperty" and opts.lang and "*" not in opts.lang:
+    if kind == "LanguageProperty" and opts.lang:  # "*" alone: any one language (§4.15; 018_07_03/06)
         lang_pick = _pick_lang(doc.get("languageMap") or {}, opts.lang)
     if opts.fmt == "keyValues":
         return _key_value(doc, ctx, lang_pick)
