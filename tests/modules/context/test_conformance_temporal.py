@@ -532,7 +532,7 @@ def test_pick_and_omit(ngsi: Ngsi, link: dict[str, str], create: Callable[..., N
 def test_query_selectors_and_time_relations(ngsi: Ngsi, link: dict[str, str], create: Callable[..., None]) -> None:
     """TP 021_01_01/02/03, 021_02_01 (attrs), 021_03_01 (lastN), 021_04_01, 021_05_01 (type),
     021_06_01 (id), 021_07_01 (idPattern), 021_08_01 (q), 021_11_01/02 (limit), 021_12_01, 021_24
-    (id alone qualifies a query, as for Query Entities), 021_25 (local=true), 021_26_01..09 (bounds,
+    (ids alone do not qualify a query, as for Query Entities, 019_03_05), 021_25 (local=true), 021_26_01..09 (bounds,
     fraction spellings, grammar)."""
     a, b, bus = V + "021-A", V + "021-B", "urn:ngsi-ld:Bus:021-C"
     create(a, AUG)
@@ -580,7 +580,8 @@ def test_query_selectors_and_time_relations(ngsi: Ngsi, link: dict[str, str], cr
         found = ngsi.get(T, params={"type": "Bus,Vehicle", "limit": str(limit), **after_july}, headers=link).json()
         assert len(found) == limit
     problem(ngsi.get(T, params=after_july, headers=link), 400, "BadRequestData")
-    assert list(query(id=f"{a},{b}", **after_july)) == [a, b]
+    problem(ngsi.get(T, params={"id": f"{a},{b}", **after_july}, headers=link), 400, "BadRequestData")
+    assert list(query(id=f"{a},{b}", type="Vehicle", **after_july)) == [a, b]
     assert list(query(local="true", **after_july)) == [a, b, bus]
 
     def observed(**params: str) -> list[str]:

@@ -229,7 +229,9 @@ def test_query(ngsi: Ngsi) -> None:
     assert ids(type="Bus;Vehicle2") == ["1"]
     assert ids(type="(Bus;Vehicle)|Vehicle2") == ["1"]
     assert ids(idPattern="Vehicle:[23]$") == ["2", "3"]
-    assert ids(id="urn:ngsi-ld:Vehicle:4,urn:ngsi-ld:Bus:1") == ["1", "4"]
+    assert ids(id="urn:ngsi-ld:Vehicle:4,urn:ngsi-ld:Bus:1", type="Vehicle,Bus") == ["1", "4"]
+    r = ngsi.get("/entities", params={"id": "urn:ngsi-ld:Vehicle:4"})  # ids alone select nothing (019_03_05)
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")
     assert ids(attrs="address") == ["1", "2", "3", "4", "5"]
     # geo: Vehicle n sits at lon 105.68 + n/1000 (about 105 m apart)
     near = {"type": "Vehicle", "georel": "near;maxDistance==150", "geometry": "Point", "coordinates": "[105.681,18.67]"}

@@ -463,7 +463,15 @@ def test_query_temporal_entities(ngsi: Ngsi) -> None:
     assert [(e["id"], sorted(k for k in e if k not in ("id", "type"))) for e in r.json()] == [
         ("urn:ngsi-ld:Bus:1", ["seats"])
     ]
-    r = ngsi.get(T, params={"id": "urn:ngsi-ld:Vehicle:3,urn:ngsi-ld:Bus:1", "lastN": "1", "options": "temporalValues"})
+    r = ngsi.get(
+        T,
+        params={
+            "id": "urn:ngsi-ld:Vehicle:3,urn:ngsi-ld:Bus:1",
+            "type": "Vehicle,Bus",
+            "lastN": "1",
+            "options": "temporalValues",
+        },
+    )
     assert {e["id"]: e["speed"]["values"][0][0] for e in r.json()} == {
         "urn:ngsi-ld:Vehicle:3": 31,
         "urn:ngsi-ld:Bus:1": 5,

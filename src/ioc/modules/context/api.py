@@ -270,10 +270,11 @@ def build_router(broker: Broker) -> APIRouter:
         attrs_ok = "attrs" in p and not system_only(csv_param(request, "attrs") or [])
         q_ok = "q" in p and not system_only(_q_names(p["q"]))
         if (
-            not (any(k in p for k in ("id", "idPattern", "type", "georel", "geoQ")) or attrs_ok or q_ok)
+            not (any(k in p for k in ("idPattern", "type", "georel", "geoQ")) or attrs_ok or q_ok)
             and p.get("local") != "true"
         ):
-            raise bad_request("Give at least one of type, id, idPattern, attrs, q or a geo-query (or local=true).")
+            # §5.7.2.4: a list of ids alone selects nothing by itself (019_03_05)
+            raise bad_request("Give at least one of type, idPattern, attrs, q or a geo-query (or local=true).")
         _check_linked_q(request)
         if "csf" in p:
             parse_q(p["csf"], ctx)  # §5.7.2.4: a context source filter must at least be valid

@@ -373,9 +373,9 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         p = request.query_params
         # §5.7.4.4: attrs naming only system attributes do not narrow a query
         attrs_ok = "attrs" in p and not system_only(csv_param(request, "attrs") or [])
-        qualified = any(k in p for k in ("id", "idPattern", "type", "q", "georel")) or attrs_ok
+        qualified = any(k in p for k in ("idPattern", "type", "q", "georel")) or attrs_ok  # ids alone: no (021_24)
         if not qualified and p.get("local") != "true":
-            raise bad_request("Give at least one of type, id, idPattern, attrs, q or a geo-query (or local=true).")
+            raise bad_request("Give at least one of type, idPattern, attrs, q or a geo-query (or local=true).")
         query = _entity_query(request, ctx, readable)
         opts = temporal_options(request)
         projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs="attrs" in p)
