@@ -6,17 +6,15 @@ listener, as the suite's notification server.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from . import test_subscriptions as subs
 from .conftest import CORE, LD, Ngsi
+from .jsonld_server import ContextDocuments
 from .test_subscriptions import Listener, create_sub
 
 # the fixtures of test_subscriptions: fast delivery settings, this module only, a real HTTP listener
@@ -29,36 +27,10 @@ VOCAB = "https://example.org/suite#"
 T = "/temporal/entities"
 
 
-class ContextServer:
-    """Serves one JSON-LD @context document over real HTTP (the suite's own @context, locally)."""
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        raw = json.dumps(document).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("content-type", "application/ld+json")
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/suite.jsonld"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def suite_context() -> Iterator[str]:
-    server = ContextServer({"@context": {"Building": VOCAB + "Building", "name": VOCAB + "name"}})
-    yield server.url
+    server = ContextDocuments({"/suite.jsonld": {"@context": {"Building": VOCAB + "Building", "name": VOCAB + "name"}}})
+    yield server.url_of("/suite.jsonld")
     server.close()
 
 

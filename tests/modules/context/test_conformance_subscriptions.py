@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from . import test_subscriptions as subs
 from .conftest import CORE, LD, Ngsi
+from .jsonld_server import ContextDocuments
 from .test_subscriptions import Listener, Received
 
 # the fixtures of test_subscriptions: fast delivery settings, this module only, a real HTTP listener
@@ -59,43 +59,18 @@ DE = "urn:ngsi-ld:Dataset:german-name"
 ES = "urn:ngsi-ld:Dataset:spanish-name"
 
 
-class SuiteContexts:
+class SuiteContexts(ContextDocuments):
     """The suite's @context documents over real HTTP: the compound one imports its terms and the core."""
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.terms_url = f"{base}/ngsi-ld-test-suite.jsonld"
-        self.url = f"{base}/ngsi-ld-test-suite-compound.jsonld"
-        self.docs = {
-            "/ngsi-ld-test-suite.jsonld": {"@context": {t: VOCAB + t for t in TERMS}},
-            "/ngsi-ld-test-suite-compound.jsonld": {"@context": [self.terms_url, CORE]},
-        }
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                raw = json.dumps(outer.docs.get(self.path, {})).encode()
-                self.send_response(200 if self.path in outer.docs else 404)
-                self.send_header("content-type", "application/ld+json")
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        return Handler
+        super().__init__()
+        self.terms_url = self.url_of("/ngsi-ld-test-suite.jsonld")
+        self.documents["/ngsi-ld-test-suite.jsonld"] = {"@context": {t: VOCAB + t for t in TERMS}}
+        self.documents["/ngsi-ld-test-suite-compound.jsonld"] = {"@context": [self.terms_url, CORE]}
+        self.url = self.url_of("/ngsi-ld-test-suite-compound.jsonld")
 
     def link(self) -> dict[str, str]:
         return {"Link": f'<{self.url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
