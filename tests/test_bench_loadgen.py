@@ -6,8 +6,9 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
@@ -15,6 +16,7 @@ from bench import loadgen
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
+T = TypeVar("T")
 app = FastAPI()
 seen: list[tuple[str, str, bytes]] = []
 
@@ -52,6 +54,12 @@ def base() -> Iterator[str]:
     thread.join(timeout=10)
 
 
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run the client in a thread of its own: the suite may have an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_encode_writes_a_complete_request() -> None:
     data = loadgen.encode("PATCH", "/a", "h:1", {"json": {"x": 1}, "params": {"q": "a b"}, "headers": {"X-T": "1"}})
     assert data == (
@@ -71,7 +79,7 @@ def test_requests_over_keep_alive_connections(base: str) -> None:
             return "GET", "/empty", {"params": {"i": i}}, 204
         return "GET", f"/n{i}", {}, 200
 
-    rate, latencies = asyncio.run(loadgen.run(base, 60, make, clients=4))
+    rate, latencies = _run(loadgen.run(base, 60, make, clients=4))
     assert rate > 0
     assert len(latencies) == 60
     assert sorted(m for m, _, _ in seen) == ["GET"] * 40 + ["PATCH"] * 20
@@ -84,14 +92,14 @@ def test_an_unexpected_status_fails_the_run_or_is_counted(base: str) -> None:
         return "GET", "/missing" if i == 2 else f"/n{i}", {}, 200
 
     errors: list[str] = []
-    asyncio.run(loadgen.run(base, 5, make, clients=2, errors=errors))
+    _run(loadgen.run(base, 5, make, clients=2, errors=errors))
     assert errors == ["404 b'no such thing'"]
     with pytest.raises(AssertionError, match="404"):
-        asyncio.run(loadgen.run(base, 5, make, clients=1))
+        _run(loadgen.run(base, 5, make, clients=1))
 
 
 def test_a_chunked_answer_is_read_whole(base: str) -> None:
     # every answer must be read to its end, or the next one on the connection would be misread
     root = base.rsplit("/echo", 1)[0]
-    _rate, latencies = asyncio.run(loadgen.run(root, 10, lambda i: ("GET", "/chunked", {}, 200), clients=1))
+    _rate, latencies = _run(loadgen.run(root, 10, lambda i: ("GET", "/chunked", {}, 200), clients=1))
     assert len(latencies) == 10

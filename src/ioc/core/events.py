@@ -697,6 +697,7 @@ class EventBus:
             failure: tuple[Event, BaseException] | None = None
             # set on the cursor once: a dirty cursor would be flushed before every handler's query
             done = last_scanned
+            handled = cursor.last_id  # the last event handled in this batch (the cursor's place on a failure)
             for ev in batch:
                 if failed_before is not None and ev.id == failed_before.event.id:
                     failure = (ev, failed_before.error)
@@ -712,8 +713,9 @@ class EventBus:
                     except Exception as exc:
                         failure = (ev, exc)
                 if failure is not None:
-                    done = ev.id - 1  # the cursor stays just before the failing event
+                    done = handled  # the cursor stays before the failing event
                     break
+                handled = ev.id
             cursor.last_id = done
             self.stats.consumer_runs += 1
             if failure is not None:
