@@ -215,16 +215,6 @@ def _geo_queries(client: httpx.Client, rnd: random.Random, n: int = 40) -> list[
     return lat
 
 
-async def _concurrent(
-    base: str, n_requests: int, make: Any, clients: int = CLIENTS, errors: list[str] | None = None
-) -> tuple[float, list[float]]:
-    """Run ``n_requests`` requests from ``clients`` concurrent keep-alive connections (the lean
-    client of ``bench/loadgen.py``); (rate/s, latencies ms).
-
-    An unexpected status fails the run, or, with ``errors`` given, is counted there."""
-    return await loadgen.run(base, n_requests, make, clients, errors)
-
-
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the process ``pid`` has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -274,7 +264,7 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
 
         cpu = _cpu_s(proc.pid)
         failed: list[str] = []
-        rate, lat = asyncio.run(_concurrent(base, 3000, patch, errors=failed))
+        rate, lat = asyncio.run(loadgen.run(base, 3000, patch, CLIENTS, failed))
         result["patch_16_clients_per_s"] = round(rate)
         result["patch_errors"] = len(failed)
         result["patch_server_cpu_ms"] = round((_cpu_s(proc.pid) - cpu) / 3000 * 1000, 2)
@@ -294,7 +284,7 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
             return "GET", f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:{(i * 7919) % n_entities}", {}, 200
 
         cpu = _cpu_s(proc.pid)
-        rate, lat = asyncio.run(_concurrent(base, 4000, get))
+        rate, lat = asyncio.run(loadgen.run(base, 4000, get, CLIENTS))
         result["get_by_id_per_s"] = round(rate)
         result["get_server_cpu_ms"] = round((_cpu_s(proc.pid) - cpu) / 4000 * 1000, 2)
         result["get_p99_ms"] = _pct(lat, 0.99)
@@ -334,7 +324,7 @@ def bench_rss(n_entities: int) -> dict[str, Any]:
         def get(i: int) -> tuple[str, str, dict[str, Any], int]:
             return "GET", f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:{(i * 7919) % n_entities}", {}, 200
 
-        asyncio.run(_concurrent(base, 2000, get))
+        asyncio.run(loadgen.run(base, 2000, get, CLIENTS))
         with httpx.Client(base_url=base + BASE, timeout=300) as client:
             lat = _geo_queries(client, rnd)
             r = client.get("/entities", params={"type": "AirQualityObserved", "count": "true", "limit": "1"})
@@ -375,7 +365,7 @@ def bench_floor() -> dict[str, Any]:
             ("get", lambda i: ("GET", f"/entities/urn:x:{i}", {}, 200)),
         ):
             cpu = _cpu_s(proc.pid)
-            rate, lat = asyncio.run(_concurrent(base, 3000, make))
+            rate, lat = asyncio.run(loadgen.run(base, 3000, make, CLIENTS))
             result[f"{name}_16_clients_per_s"] = round(rate)
             result[f"{name}_server_cpu_ms"] = round((_cpu_s(proc.pid) - cpu) / 3000 * 1000, 2)
             result[f"{name}_p99_ms"] = _pct(lat, 0.99)

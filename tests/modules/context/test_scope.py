@@ -18,7 +18,7 @@ from ioc.settings import Settings
 
 from . import test_subscriptions as subs
 from .conftest import Ngsi
-from .test_subscriptions import Listener, create_sub, fast_settings, subscription
+from .test_subscriptions import Listener, create_sub, fast_settings, login, subscription
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 B = "urn:ngsi-ld:Building:"
@@ -325,8 +325,7 @@ def test_periodic_notification_selects_by_scope(
 ) -> None:
     user = make_user("operator")
     with TestClient(create_app(fast_settings(settings))) as c:
-        token = c.post("/api/v1/auth/token", data={"username": user.username, "password": "test-password-123"})
-        ngsi = Ngsi(c, {"Authorization": f"Bearer {token.json()['access_token']}"})
+        ngsi = login(c, user)
         create_all(ngsi)
         sid = create_sub(
             ngsi, subscription(listener.url, entities=[{"type": "Building"}], timeInterval=1, scopeQ="/Madrid/+")

@@ -519,13 +519,18 @@ def fast_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"jobs": JobsSettings(first_delay_seconds=0, tick_seconds=0.2)})
 
 
+def login(c: TestClient, user: User) -> Ngsi:
+    """An NGSI-LD client on the app of ``c`` with ``user``'s bearer token (apps made in the test)."""
+    token = c.post("/api/v1/auth/token", data={"username": user.username, "password": "test-password-123"})
+    return Ngsi(c, {"Authorization": f"Bearer {token.json()['access_token']}"})
+
+
 def test_periodic_time_interval(
     settings: Settings, db: Database, listener: Listener, make_user: Callable[..., User]
 ) -> None:
     user = make_user("operator")
     with TestClient(create_app(fast_settings(settings))) as c:
-        token = c.post("/api/v1/auth/token", data={"username": user.username, "password": "test-password-123"})
-        ngsi = Ngsi(c, {"Authorization": f"Bearer {token.json()['access_token']}"})
+        ngsi = login(c, user)
         ngsi.create(vehicle(1))
         ngsi.create(vehicle(2, speed={"type": "Property", "value": 5}))
         sid = create_sub(ngsi, subscription(listener.url, timeInterval=1, q="speed>=10"))
@@ -551,12 +556,8 @@ def test_pending_notification_survives_a_restart(
     user = make_user("operator")
     listener.statuses = [503] * 100  # down for the first app
 
-    def login(c: TestClient) -> Ngsi:
-        token = c.post("/api/v1/auth/token", data={"username": user.username, "password": "test-password-123"})
-        return Ngsi(c, {"Authorization": f"Bearer {token.json()['access_token']}"})
-
     with TestClient(create_app(settings)) as c:
-        ngsi = login(c)
+        ngsi = login(c, user)
         ngsi.create(vehicle(1))
         sid = create_sub(ngsi, subscription(listener.url))
         speed(ngsi, 1, 77)
@@ -573,7 +574,7 @@ def test_pending_notification_survives_a_restart(
     with TestClient(create_app(fast_settings(settings))) as c:
         got = listener.next()
         assert got.body["subscriptionId"] == sid and got.body["data"][0]["speed"]["value"] == 77
-        ngsi = login(c)
+        ngsi = login(c, user)
         wait_for(lambda: ngsi.get(f"/subscriptions/{sid}").json()["notification"].get("status") == "ok")
         note = ngsi.get(f"/subscriptions/{sid}").json()["notification"]
         assert note["timesFailed"] >= 1 and note["timesSent"] == note["timesFailed"] + 1

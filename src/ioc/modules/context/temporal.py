@@ -10,7 +10,6 @@ Reading and aggregating live in temporal_query.py, the representations in tempor
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -60,7 +59,7 @@ from .query import parse_geoq, parse_q, parse_type_expr
 from .scope import parse_scope_query
 from .search import EntityQuery, compile_pattern, run_query, system_only
 from .service import new_entity
-from .store import ChangeSet, Instance, StoredEntity, check_tenant, load_entities
+from .store import ChangeSet, Instance, StoredEntity, check_tenant, instance_id, load_entities
 from .temporal_query import (
     Group,
     Page,
@@ -294,7 +293,7 @@ def _history_row(cs: ChangeSet, entity_id: str, name: str, ds: str, op: str, doc
         "entity_id": entity_id,
         "name": name,
         "dataset_id": ds,
-        "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+        "instance_id": instance_id(),
         "op": op,
         "kind": doc.get("type"),
         "value_num": number,
