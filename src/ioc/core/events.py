@@ -38,6 +38,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Engine,
     Integer,
@@ -122,11 +123,6 @@ class Event:
     created_at: datetime
     ward_code: str | None = None
     agency_id: str | None = None
-
-    @classmethod
-    def from_row(cls, row: OutboxEvent) -> Event:
-        """The event of an outbox row."""
-        return cls(row.id, row.topic, row.payload, row.created_at, row.ward_code, row.agency_id)
 
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data (SSE ``data:``, MQTT payload)."""
@@ -267,12 +263,6 @@ def matches(patterns: Sequence[str], topic: str) -> bool:
     return any(fnmatch.fnmatchcase(topic, p) for p in patterns)
 
 
-def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Event]:
-    """Outbox events with an id above ``after_id``, oldest first."""
-    rows = session.scalars(select(OutboxEvent).where(OutboxEvent.id > after_id).order_by(OutboxEvent.id).limit(limit))
-    return [Event.from_row(r) for r in rows]
-
-
 #: The columns of an outbox row in the order of :class:`Event`'s fields.
 _EVENT_COLUMNS = (
     OutboxEvent.id,
@@ -282,6 +272,17 @@ _EVENT_COLUMNS = (
     OutboxEvent.ward_code,
     OutboxEvent.agency_id,
 )
+
+
+def _read_events(session: Session, where: ColumnElement[bool], limit: int | None = None) -> list[Event]:
+    """Outbox events in id order, read as columns (not ORM objects: a batch is hundreds of rows)."""
+    stmt = select(*_EVENT_COLUMNS).where(where).order_by(OutboxEvent.id).limit(limit)
+    return [Event(*r) for r in session.execute(stmt)]
+
+
+def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Event]:
+    """Outbox events with an id above ``after_id``, oldest first."""
+    return _read_events(session, OutboxEvent.id > after_id, limit)
 
 
 def matching_events_after(
@@ -298,9 +299,7 @@ def matching_events_after(
     wanted = [event_id for event_id, topic in heads if matches(patterns, topic)]
     events: list[Event] = []
     for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        rows = session.execute(select(*_EVENT_COLUMNS).where(OutboxEvent.id.in_(chunk)).order_by(OutboxEvent.id))
-        events.extend(Event(*r) for r in rows)  # columns, not ORM objects: a batch is hundreds of rows
+        events.extend(_read_events(session, OutboxEvent.id.in_(wanted[i : i + 500])))
     return events, len(heads), int(heads[-1][0])
 
 
@@ -369,6 +368,11 @@ def _patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
     if not pats:
         raise ValueError("give at least one topic pattern")
     return pats
+
+
+def _wanted_patterns(listeners: Iterable[_Listener]) -> set[str]:
+    """The topic patterns the active listeners want."""
+    return {p for entry in listeners if entry.active for p in entry.patterns}
 
 
 class _HandlerFailed(Exception):
@@ -595,7 +599,7 @@ class EventBus:
                     with self._lock:
                         self._last_id = after
                 with self._lock:
-                    wanted = {p for entry in self._listeners if entry.active for p in entry.patterns}
+                    wanted = _wanted_patterns(self._listeners)
                 with self.db.session() as s:
                     # payloads are read for the events some listener wants only
                     batch, scanned, last_scanned = matching_events_after(s, after, tuple(wanted), self.BATCH)
@@ -605,7 +609,7 @@ class EventBus:
                     # The batch is claimed together with the snapshot: a listener added while it is
                     # being delivered gets a position after it, so it misses nothing above that.
                     listeners = list(self._listeners)
-                    if not {p for entry in listeners if entry.active for p in entry.patterns} <= wanted:
+                    if not _wanted_patterns(listeners) <= wanted:
                         continue  # a listener of other topics came meanwhile: read the batch again
                     self._last_id = last_scanned
                 for ev in batch:
