@@ -807,8 +807,4 @@ def parse_geoq(
     return GeoQuery(rel, geom, prop, max_d, min_d)
 
 
-def select_pks() -> Any:
-    return select(NgsiEntity.pk)
-
-
 __all__ = ["false"]
