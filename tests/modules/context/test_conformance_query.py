@@ -696,3 +696,44 @@ def test_dataset_id_selects_the_instances_shown(
         shown[name] = sorted((i.get("datasetId") for i in instances), key=lambda d: d or "")
     assert shown == expected
     assert ngsi.get("/entities", params={"type": "Building", "datasetId": "not a uri"}).status_code == 400
+
+
+def test_query_pages_carry_prev_and_next_links(ngsi: Ngsi) -> None:
+    """§5.5.9 (TP 019_31, the entity list; 031_02 for subscriptions): a page links the pages before
+    and after it by the request's parameters in name order, beside the @context link; the first
+    page has no prev, the last no next, limit=0 neither. With count or without (one entity past
+    the page tells), and on a filtered scan (q) as on an exact one."""
+    for suffix in "ABC":
+        r = ngsi.post("/entities", json={"id": f"{B}01931{suffix}", "type": "Building", "h": prop(1)})
+        assert r.status_code == 201, r.text
+    base = "/ngsi-ld/v1/entities?"
+    pattern = f"{B}01931.*"
+
+    def links(**params: str) -> list[str]:
+        r = ngsi.get("/entities", params={"type": "Building", "idPattern": pattern, **params})
+        assert r.status_code == 200, r.text
+        parts = [p.strip() for p in r.headers["Link"].split(",")]
+        assert 'rel="http://www.w3.org/ns/json-ld#context"' in parts[0]  # the @context link stays first
+        return parts[1:]
+
+    q = f"idPattern={pattern}"
+    assert links(limit="1", count="true") == [
+        f'<{base}count=true&{q}&limit=1&offset=1&type=Building>;rel="next";type="application/json"'
+    ]
+    assert links(limit="1", offset="1") == [
+        f'<{base}{q}&limit=1&offset=0&type=Building>;rel="prev";type="application/json"',
+        f'<{base}{q}&limit=1&offset=2&type=Building>;rel="next";type="application/json"',
+    ]
+    last = f'<{base}{q}&limit=1&offset=1&type=Building>;rel="prev";type="application/json"'
+    assert links(limit="1", offset="2") == [last]
+    assert links(limit="2") == [f'<{base}{q}&limit=2&offset=2&type=Building>;rel="next";type="application/json"']
+    assert links(limit="3") == []
+    assert links(limit="0", count="true") == []
+    # a q the SQL cannot answer alone: the scan still finds the entity past the page
+    assert links(limit="2", q="h==1") == [
+        f'<{base}{q}&limit=2&offset=2&q=h%3D%3D1&type=Building>;rel="next";type="application/json"'
+    ]
+    ld = {"Accept": "application/ld+json"}
+    r = ngsi.get("/entities", params={"type": "Building", "idPattern": pattern, "limit": "2"}, headers=ld)
+    assert r.headers["Link"] == f'<{base}{q}&limit=2&offset=2&type=Building>;rel="next";type="application/ld+json"'
+    assert len(r.json()) == 2

@@ -28,6 +28,7 @@ from .http import (
     Broker,
     OptionalPrincipal,
     accept,
+    add_page_links,
     body_context,
     bool_param,
     csv_param,
@@ -296,12 +297,17 @@ def build_router(broker: Broker) -> APIRouter:
         count = bool_param(request, "count")
         if limit == 0 and not count:
             raise bad_request("limit=0 is only allowed with count=true.")
+        # one entity past the page tells whether a next page exists when no count is asked for
+        probe = limit + 1 if limit > 0 and not count else limit
         with _db(request).session() as session:
             check_tenant(session, tenant)
-            entities, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
-            items = linked.render_joined(session, tenant, entities, ctx, opts, join, readable)
+            entities, total = query_page(session, tenant, query, ctx, probe, offset, count, ordering)
+            more = len(entities) > limit if total is None else offset + limit < total
+            items = linked.render_joined(session, tenant, entities[:limit], ctx, opts, join, readable)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-        return _entities_response(request, items, ctx, opts, media, headers)
+        response = _entities_response(request, items, ctx, opts, media, headers)
+        add_page_links(response, request, limit=limit, offset=offset, more=more, media=media)
+        return response
 
     def _entities_response(
         request: Request,

@@ -7,6 +7,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -238,6 +239,36 @@ def respond(
         elif isinstance(data, dict):
             data = {"@context": context_value, **data} if media == JSONLD else {**data, "@context": context_value}
     return JSONResponse(data, status_code=status, headers=hdrs, media_type=media)
+
+
+#: What a pagination link leaves unescaped in a parameter's value (ids, patterns, q paths).
+_LINK_SAFE = ":/*,;.()[]!~'|@"
+
+
+def add_page_links(response: Response, request: Request, *, limit: int, offset: int, more: bool, media: str) -> None:
+    """§5.5.9: the ``prev`` and ``next`` pages of a list in the Link header, beside the @context link.
+
+    Each link repeats the request's path and parameters (in name order) with the page's
+    ``offset``; ``prev`` is left out on the first page, ``next`` when nothing remains
+    (``more``), and both with ``limit=0``.
+    """
+    if limit <= 0:
+        return
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
+
+    def link(page_offset: int, rel: str) -> str:
+        items = sorted([*params, ("offset", str(page_offset))], key=lambda kv: kv[0])
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe=_LINK_SAFE)}" for k, v in items)
+        return f'<{request.url.path}?{query}>;rel="{rel}";type="{media}"'
+
+    links = []
+    if offset > 0:
+        links.append(link(max(0, offset - limit), "prev"))
+    if more:
+        links.append(link(offset + limit, "next"))
+    if links:
+        context_link = response.headers.get("Link")
+        response.headers["Link"] = ", ".join([*([context_link] if context_link else []), *links])
 
 
 def prefers_json_body(request: Request) -> bool:

@@ -42,6 +42,7 @@ from .http import (
     Body,
     Broker,
     accept,
+    add_page_links,
     body_context,
     bool_param,
     int_param,
@@ -487,17 +488,6 @@ def _with_preference(response: Response, request: Request) -> Response:
     return response
 
 
-def _page_links(limit: int, offset: int, total: int, media: str) -> list[str]:
-    """``prev``/``next`` links of a page of subscriptions (§5.5.9, §6.3.11)."""
-    links = []
-    if offset > 0 and limit > 0:
-        prev = max(0, offset - limit)
-        links.append(f'<{PREFIX}/subscriptions?limit={limit}&offset={prev}>;rel="prev";type="{media}"')
-    if limit > 0 and offset + limit < total:
-        links.append(f'<{PREFIX}/subscriptions?limit={limit}&offset={offset + limit}>;rel="next";type="{media}"')
-    return links
-
-
 def build_subscription_router(broker: Broker, notifier: Notifier) -> APIRouter:
     """The ``/subscriptions`` routes (include before the entity router and its catch-all)."""
     router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD"])
@@ -569,10 +559,7 @@ def build_subscription_router(broker: Broker, notifier: Notifier) -> APIRouter:
             items = [render_subscription(r, ctx, sys_attrs=sys_attrs) for r in rows]
         headers = {"NGSILD-Results-Count": str(total)} if count else {}
         response = respond(items, ctx, media, headers=headers)
-        links = _page_links(limit, offset, total, media)
-        if links:
-            context_link = response.headers.get("Link")
-            response.headers["Link"] = ", ".join([*([context_link] if context_link else []), *links])
+        add_page_links(response, request, limit=limit, offset=offset, more=offset + limit < total, media=media)
         return _with_preference(response, request)
 
     @router.api_route("/subscriptions", methods=["PUT", "PATCH", "DELETE"], include_in_schema=False)
