@@ -606,48 +606,79 @@ def q_sql(node: QNode, tenant: str, *, correlated: bool = False) -> tuple[SQL, b
             return true(), False
         return or_(*[c for c, _ in parts]), True
     assert node.path is not None
-    path = node.path
-    # Correlated: the entity decides the tenant, and (entity_pk, name) is the primary key's prefix
-    # (with the tenant too, SQLite would walk a (tenant, name, ...) index instead).
-    base = (
-        [NgsiAttribute.name == path.attr]
-        if correlated
-        else [
-            NgsiAttribute.tenant == tenant,
-            NgsiAttribute.name == path.attr,
-        ]
-    )
-    if path.subs or path.keys or path.link is not None:
+    base = _term_base(node.path, tenant, correlated)
+    if node.path.subs or node.path.keys or node.path.link is not None:
         return _has(*base, correlated=correlated), False
     if node.cmp is None:
         return _has(*base, correlated=correlated), True
+    typed = _typed_value_sql(node)
+    if typed is None:
+        return _has(*base, correlated=correlated), False
+    # a compound value ("other") may hold a matching element: Python decides those
+    return _has(*base, or_(typed, NgsiAttribute.value_kind == "other"), correlated=correlated), False
+
+
+def q_sure_sql(node: QNode, tenant: str, *, correlated: bool = False) -> SQL | None:
+    """A SQL condition that only matching entities meet (the converse of :func:`q_sql`'s
+    superset), or None when none is known: an entity it selects needs no check in Python."""
+    if node.op == "not":
+        cond, _ = q_sql(node.items[0], tenant, correlated=correlated)
+        return not_(cond)  # outside the operand's superset, the operand cannot match
+    if node.op in ("and", "or"):
+        parts = [q_sure_sql(i, tenant, correlated=correlated) for i in node.items]
+        known = [c for c in parts if c is not None]
+        if node.op == "and":
+            return and_(*known) if len(known) == len(parts) else None
+        return or_(*known) if known else None
+    assert node.path is not None
+    if node.path.subs or node.path.keys or node.path.link is not None:
+        return None
+    base = _term_base(node.path, tenant, correlated)
+    if node.cmp is None:
+        return _has(*base, correlated=correlated)
+    typed = _typed_value_sql(node)
+    return None if typed is None else _has(*base, typed, correlated=correlated)
+
+
+def _term_base(path: QPath, tenant: str, correlated: bool) -> list[SQL]:
+    """The attribute rows a q term reads. Correlated: the entity decides the tenant, and
+    (entity_pk, name) is the primary key's prefix (with the tenant too, SQLite would walk a
+    (tenant, name, ...) index instead)."""
+    if correlated:
+        return [NgsiAttribute.name == path.attr]
+    return [NgsiAttribute.tenant == tenant, NgsiAttribute.name == path.attr]
+
+
+_SQL_OPS: dict[str, Callable[[Any, Any], SQL]] = {
+    "==": lambda c, v: c == v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+}
+
+
+def _typed_value_sql(node: QNode) -> SQL | None:
+    """The comparison of a q term on the typed value columns (a number, or a short text), exactly
+    as Python decides it for those rows; None when the term cannot go to SQL."""
     value = node.value
-    ops: dict[str, Callable[[Any, Any], SQL]] = {
-        "==": lambda c, v: c == v,
-        ">": lambda c, v: c > v,
-        ">=": lambda c, v: c >= v,
-        "<": lambda c, v: c < v,
-        "<=": lambda c, v: c <= v,
-    }
-    other = NgsiAttribute.value_kind == "other"
-    if node.cmp in ops and isinstance(value, int | float) and not isinstance(value, bool):
-        cond = or_(and_(NgsiAttribute.value_kind == "num", ops[node.cmp](NgsiAttribute.value_num, value)), other)
-        return _has(*base, cond, correlated=correlated), False
+    cmp = node.cmp
+    assert cmp is not None
+    if cmp in _SQL_OPS and isinstance(value, int | float) and not isinstance(value, bool):
+        return and_(NgsiAttribute.value_kind == "num", _SQL_OPS[cmp](NgsiAttribute.value_num, value))
     if (
-        node.cmp == "=="
+        cmp == "=="
         and isinstance(value, str)
         and not isinstance(value, _Unquoted)
         and len(value) <= 256
         and _as_time(value) is None  # a DateTime equals its other spellings (``.000Z``): Python decides
     ):
-        cond = or_(and_(NgsiAttribute.value_kind == "text", NgsiAttribute.value_text == value), other)
-        return _has(*base, cond, correlated=correlated), False
-    if node.cmp == "==" and isinstance(value, tuple) and value[0] == "range":
+        return and_(NgsiAttribute.value_kind == "text", NgsiAttribute.value_text == value)
+    if cmp == "==" and isinstance(value, tuple) and value[0] == "range":
         lo, hi = value[1], value[2]
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
-            cond = or_(and_(NgsiAttribute.value_kind == "num", NgsiAttribute.value_num.between(lo, hi)), other)
-            return _has(*base, cond, correlated=correlated), False
-    return _has(*base, correlated=correlated), False
+            return and_(NgsiAttribute.value_kind == "num", NgsiAttribute.value_num.between(lo, hi))
+    return None
 
 
 # --------------------------------------------------------------------------- geoQ
@@ -690,6 +721,25 @@ class GeoQuery:
         else:
             box = and_(a.max_lon >= minx, a.min_lon <= maxx, a.max_lat >= miny, a.min_lat <= maxy)
         return [*base, _cells_sql(minx, miny, maxx, maxy), box]
+
+    def point_verdict(
+        self, min_lon: float | None, min_lat: float | None, max_lon: float | None, max_lat: float | None
+    ) -> bool | None:
+        """Whether a stored geometry matches, from its bounding box alone (no geometry to parse),
+        when that box is one point and the query is ``near`` a point: the distance is then the
+        haversine one :meth:`matches` computes. None when the box cannot decide: not a point,
+        another relation or query geometry, or within a metre of a distance bound."""
+        q = self.geometry
+        if self.rel != "near" or q.geom_type != "Point" or min_lon is None or min_lat is None:
+            return None
+        if min_lon != max_lon or min_lat != max_lat:
+            return None
+        d = haversine_m(q.y, q.x, min_lat, min_lon)
+        if any(bound is not None and abs(d - bound) < 1.0 for bound in (self.max_distance, self.min_distance)):
+            return None
+        if self.max_distance is not None and d > self.max_distance:
+            return False
+        return not (self.min_distance is not None and d < self.min_distance)
 
     def matches(self, entity: StoredEntity) -> bool:
         per_ds = entity.attrs.get(self.geoproperty)

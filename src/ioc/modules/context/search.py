@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, exists, func, select, true
 from sqlalchemy.orm import Session
 
 from ioc.core.geo import GeometryError, shape_from_geojson
@@ -17,7 +17,7 @@ from .errors import bad_request
 from .ld import ActiveContext
 from .linked import linked_targets
 from .models import NgsiAttribute, NgsiEntity, NgsiEntityType
-from .query import GeoQuery, QNode, Resolver, TypeExpr, q_matches, q_sql
+from .query import GeoQuery, QNode, Resolver, TypeExpr, q_matches, q_sql, q_sure_sql
 from .scope import ScopeExpr, scope_sql
 from .scope import matches as scope_matches
 from .store import StoredEntity, load_by_pks
@@ -63,7 +63,11 @@ def compile_pattern(raw: str) -> re.Pattern[str]:
         raise bad_request(f"Invalid idPattern {raw!r}: {exc}.") from exc
 
 
-def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list[ColumnElement[bool]], bool]:
+def _conditions(
+    session: Session, tenant: str, query: EntityQuery
+) -> tuple[list[ColumnElement[bool]], bool, ColumnElement[bool] | None]:
+    """The SQL conditions of a query (at least the matching entities); whether they are exact;
+    and, when known, a condition under which an entity meeting them matches all but the geo-query."""
     # With a geo-query, its grid cells (attributes of this tenant) drive the scan: a condition on
     # the entity's tenant as well would let SQLite walk the tenant's whole index instead.
     conds: list[ColumnElement[bool]] = [NgsiEntity.tenant == tenant] if query.geo is None else []
@@ -95,20 +99,24 @@ def _conditions(session: Session, tenant: str, query: EntityQuery) -> tuple[list
         cond, scope_exact = scope_sql(query.scope, session.get_bind().dialect.name)
         conds.append(cond)
         exact = exact and scope_exact
+    if query.having is not None:
+        conds.append(query.having)
+    sure: ColumnElement[bool] | None = true() if exact else None
     if query.q is not None:
         # With a geo-query the grid cells drive the scan and q's terms are correlated EXISTS, one
         # primary-key lookup per candidate: an uncorrelated IN (...) makes both databases
         # materialise every row of the attribute.
-        cond, q_exact = q_sql(query.q, tenant, correlated=query.geo is not None)
+        correlated = query.geo is not None
+        cond, q_exact = q_sql(query.q, tenant, correlated=correlated)
         conds.append(cond)
+        if sure is not None and not q_exact:
+            sure = q_sure_sql(query.q, tenant, correlated=correlated)
         exact = exact and q_exact
-    if query.geo is not None:
-        if query.geo.rows_where(tenant) is None:
-            conds.append(query.geo.sql(tenant))
-        exact = False
-    if query.having is not None:
-        conds.append(query.having)
-    return conds, exact
+    if query.geo is None:
+        return conds, exact, sure
+    if query.geo.rows_where(tenant) is None:
+        conds.append(query.geo.sql(tenant))
+    return conds, False, sure
 
 
 def matches(entity: StoredEntity, query: EntityQuery, ctx: ActiveContext, resolve: Resolver | None = None) -> bool:
@@ -128,7 +136,7 @@ def run_query(
     session: Session, tenant: str, query: EntityQuery, ctx: ActiveContext, *, limit: int, offset: int, count: bool
 ) -> tuple[list[StoredEntity], int | None]:
     """A page of matching entities (in creation order) and, when asked, how many match in all."""
-    conds, exact = _conditions(session, tenant, query)
+    conds, exact, sure = _conditions(session, tenant, query)
     where = and_(*conds)
     if exact:
         total = int(session.scalar(select(func.count()).select_from(NgsiEntity).where(where)) or 0) if count else None
@@ -149,30 +157,44 @@ def run_query(
     # SQL already narrows to near-matches with a geo-query (grid cells, bbox, q): a page and a
     # half usually holds the page.
     geo_rows = query.geo.rows_where(tenant) if query.geo is not None else None
+    # A near query on points decides from the candidates' bounding boxes (their grid rows), and
+    # ``sure`` from SQL whether the rest holds: most candidates need no attribute parsed.
+    boxes_decide = geo_rows is not None and sure is not None and linked is None
     chunk = max(2 * (offset + limit), 200)
     while True:
+        verdicts: dict[int, bool | None] = {}
         if geo_rows is not None:
             # The geo-query drives: the next candidates in creation order straight from the grid
             # index (its rows alone), then the other conditions on those few entities only.
-            cand = list(
-                session.scalars(
-                    select(NgsiAttribute.entity_pk)
-                    .where(*geo_rows, NgsiAttribute.entity_pk > last)
-                    .order_by(NgsiAttribute.entity_pk)
-                    .limit(chunk)
-                )
-            )
-            if not cand:
+            a = NgsiAttribute
+            rows = session.execute(
+                select(a.entity_pk, a.min_lon, a.min_lat, a.max_lon, a.max_lat)
+                .where(*geo_rows, a.entity_pk > last)
+                .order_by(a.entity_pk)
+                .limit(chunk)
+            ).all()
+            if not rows:
                 break
-            last = cand[-1]
-            pks = list(
-                session.scalars(
-                    select(NgsiEntity.pk)
-                    .where(NgsiEntity.pk.in_(list(dict.fromkeys(cand))), *conds)
-                    .order_by(NgsiEntity.pk)
-                )
-            )
-            exhausted = len(cand) < chunk
+            last = rows[-1][0]
+            exhausted = len(rows) < chunk
+            narrowed = session.execute(
+                select(NgsiEntity.pk, sure if boxes_decide and sure is not None else true())
+                .where(NgsiEntity.pk.in_(list(dict.fromkeys(r[0] for r in rows))), *conds)
+                .order_by(NgsiEntity.pk)
+            ).all()
+            pks = [pk for pk, _ in narrowed]
+            if boxes_decide:
+                assert query.geo is not None
+                for pk, *box in rows:
+                    # an entity matches when one of its instances does; the chunk may have cut
+                    # off the last entity's other instances
+                    v = None if pk == last and not exhausted else query.geo.point_verdict(*box)
+                    before = verdicts.get(pk, False)
+                    if before is not True:
+                        verdicts[pk] = True if v is True else (None if v is None or before is None else False)
+                for pk, rest_holds in narrowed:
+                    if verdicts.get(pk) is True and not rest_holds:
+                        verdicts[pk] = None  # the geo-query holds; Python decides the rest
         else:
             pks = list(
                 session.scalars(
@@ -183,15 +205,19 @@ def run_query(
                 break
             last = pks[-1]
             exhausted = len(pks) < chunk
-        candidates = load_by_pks(session, pks, names=needed)
+        undecided = [pk for pk in pks if pk not in verdicts or verdicts[pk] is None] if verdicts else pks
+        candidates = {e.pk: e for e in load_by_pks(session, undecided, names=needed)} if undecided else {}
         if linked is not None:
-            linked.prefetch(candidates)
-        for entity in candidates:
-            if not matches(entity, query, ctx, linked.get if linked is not None else None):
+            linked.prefetch(list(candidates.values()))
+        for pk in pks:
+            verdict = verdicts.get(pk)
+            if verdict is None:
+                entity = candidates.get(pk)
+                verdict = entity is not None and matches(entity, query, ctx, linked.get if linked else None)
+            if not verdict:
                 continue
             if offset <= seen < offset + limit:
-                assert entity.pk is not None
-                page_pks.append(entity.pk)
+                page_pks.append(pk)
             seen += 1
             if not count and seen >= offset + limit:
                 break
