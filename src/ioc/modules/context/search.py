@@ -20,7 +20,7 @@ from .models import NgsiAttribute, NgsiEntity, NgsiEntityType
 from .query import GeoQuery, QNode, Resolver, TypeExpr, q_matches, q_sql, q_sure_sql
 from .scope import ScopeExpr, scope_sql
 from .scope import matches as scope_matches
-from .store import StoredEntity, load_by_pks
+from .store import StoredEntity, load_by_pks, one_of
 
 _SAFE_REGEX = re.compile(r"^[\w\s.*+?^$:\-\[\]\\/|(){},#@=]*$")
 SCAN_CHUNK = 5000
@@ -160,6 +160,7 @@ def run_query(
     # A near query on points decides from the candidates' bounding boxes (their grid rows), and
     # ``sure`` from SQL whether the rest holds: most candidates need no attribute parsed.
     boxes_decide = geo_rows is not None and sure is not None and linked is None
+    dialect = session.get_bind().dialect.name
     chunk = max(2 * (offset + limit), 200)
     while True:
         verdicts: dict[int, bool | None] = {}
@@ -179,7 +180,7 @@ def run_query(
             exhausted = len(rows) < chunk
             narrowed = session.execute(
                 select(NgsiEntity.pk, sure if boxes_decide and sure is not None else true())
-                .where(NgsiEntity.pk.in_(list(dict.fromkeys(r[0] for r in rows))), *conds)
+                .where(one_of(NgsiEntity.pk, list(dict.fromkeys(r[0] for r in rows)), dialect), *conds)
                 .order_by(NgsiEntity.pk)
             ).all()
             pks = [pk for pk, _ in narrowed]

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ioc.core.geo import GeometryError, bbox, shape_from_geojson
 
@@ -257,14 +258,39 @@ _ATTR_COLS = (
     NgsiAttribute.created_at,
     NgsiAttribute.modified_at,
 )
-# Built once: SQLAlchemy memoizes a statement's cache key, so a prebuilt statement skips both
-# construction and cache-key generation on every request (expanding IN parameters).
-_BY_IDS = select(*_ENTITY_COLS).where(
-    NgsiEntity.tenant == bindparam("tenant"), NgsiEntity.entity_id.in_(bindparam("ids", expanding=True))
-)
-_BY_PKS = select(*_ENTITY_COLS).where(NgsiEntity.pk.in_(bindparam("pks", expanding=True)))
-_ATTRS = select(*_ATTR_COLS).where(NgsiAttribute.entity_pk.in_(bindparam("pks", expanding=True)))
-_SOME_ATTRS = _ATTRS.where(NgsiAttribute.name.in_(bindparam("names", expanding=True)))
+
+
+def one_of(column: InstrumentedAttribute[Any], values: Sequence[Any] | str, dialect: str) -> ColumnElement[bool]:
+    """``column IN (values)``, or the name of a parameter holding them. On PostgreSQL
+    ``column = ANY(array)``: one parameter whatever the list's length, so neither SQLAlchemy nor
+    psycopg renders and parses the statement anew for each length (an IN list of 200 keys is
+    200 named parameters to split)."""
+    if dialect == "postgresql":
+        array = ARRAY(column.type)
+        param = (
+            bindparam(values, type_=array) if isinstance(values, str) else bindparam(None, list(values), type_=array)
+        )
+        return column == any_(param)
+    if isinstance(values, str):
+        return column.in_(bindparam(values, expanding=True))
+    return column.in_(list(values))
+
+
+@functools.cache
+def _statements(dialect: str) -> dict[str, Any]:
+    """The loading statements of a dialect, built once: SQLAlchemy memoizes a statement's cache
+    key, so a prebuilt statement skips both construction and cache-key generation per request."""
+    attrs = select(*_ATTR_COLS).where(one_of(NgsiAttribute.entity_pk, "pks", dialect))
+    return {
+        "by_ids": select(*_ENTITY_COLS).where(
+            NgsiEntity.tenant == bindparam("tenant"), one_of(NgsiEntity.entity_id, "ids", dialect)
+        ),
+        "by_pks": select(*_ENTITY_COLS).where(one_of(NgsiEntity.pk, "pks", dialect)),
+        "attrs": attrs,
+        "some_attrs": attrs.where(one_of(NgsiAttribute.name, "names", dialect)),
+    }
+
+
 # One entity with all its attributes in one statement (retrieve, PATCH, ...): no IN list to expand.
 _ONE = (
     select(*_ENTITY_COLS, *_ATTR_COLS[1:])
@@ -296,7 +322,7 @@ def load_entities(
         return found
     for i in range(0, len(unique), CHUNK):
         chunk = unique[i : i + CHUNK]
-        rows = conn.execute(_BY_IDS, {"tenant": tenant, "ids": chunk}).all()
+        rows = conn.execute(_statements(conn.dialect.name)["by_ids"], {"tenant": tenant, "ids": chunk}).all()
         for pk, eid, types, scope, created, modified in rows:
             found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified)
     _load_attrs(session, list(found.values()), names)
@@ -309,7 +335,7 @@ def load_by_pks(session: Session, pks: Sequence[int], *, names: Iterable[str] | 
     conn = session.connection()
     for i in range(0, len(pks), CHUNK):
         chunk = list(pks[i : i + CHUNK])
-        rows = conn.execute(_BY_PKS, {"pks": chunk}).all()
+        rows = conn.execute(_statements(conn.dialect.name)["by_pks"], {"pks": chunk}).all()
         for pk, eid, types, scope, created, modified in rows:
             by_pk[pk] = StoredEntity(pk, eid, list(types), scope, created, modified)
     entities = [by_pk[pk] for pk in pks if pk in by_pk]
@@ -324,12 +350,13 @@ def _load_attrs(session: Session, entities: list[StoredEntity], names: Iterable[
     if wanted == []:
         return
     conn = session.connection()
+    statements = _statements(conn.dialect.name)
     for i in range(0, len(keys), CHUNK):
         chunk = keys[i : i + CHUNK]
         rows = (
-            conn.execute(_ATTRS, {"pks": chunk})
+            conn.execute(statements["attrs"], {"pks": chunk})
             if wanted is None
-            else conn.execute(_SOME_ATTRS, {"pks": chunk, "names": wanted})
+            else conn.execute(statements["some_attrs"], {"pks": chunk, "names": wanted})
         )
         for pk, name, ds, doc, created, modified in rows:
             by_pk[pk].attrs.setdefault(name, {})[ds] = Instance(doc, created, modified)
@@ -554,7 +581,7 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-# Prebuilt write statements (see _BY_IDS).
+# Prebuilt write statements (see _statements).
 _NEW_ENTITIES = insert(_table(NgsiEntity)).returning(NgsiEntity.pk, NgsiEntity.entity_id)
 _TOUCH_ENTITIES = (
     update(_table(NgsiEntity))
