@@ -22,6 +22,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from ioc.core import jsoncodec
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -214,10 +216,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             if "poolclass" not in kwargs:
                 kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
                 kwargs.setdefault("max_overflow", SQLITE_MAX_CONNECTIONS - SQLITE_POOL_SIZE)
-        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        engine = create_engine(url, connect_args=connect_args, **_json_codec(kwargs))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, **_json_codec(kwargs))
+
+
+def _json_codec(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Engine arguments with the JSON codec of stored documents (``ioc.core.jsoncodec``)."""
+    return {"json_serializer": jsoncodec.dumps, "json_deserializer": jsoncodec.loads, **kwargs}
 
 
 class Database:

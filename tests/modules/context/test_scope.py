@@ -3,11 +3,13 @@ the matcher, the SQL prefilter, and scopeQ in queries, purge, temporal queries a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from ioc.app import create_app
 from ioc.core.auth import User
@@ -332,3 +334,19 @@ def test_periodic_notification_selects_by_scope(
         )
         got = listener.next()
         assert got.body["subscriptionId"] == sid and [e["id"] for e in got.body["data"]] == [BARE]
+
+
+def test_scopes_stored_with_escaped_characters_still_match(ngsi: Ngsi, db: Database) -> None:
+    """A SQLite row written before the JSON codec spells non-ASCII characters as ``\\uXXXX``
+    escapes (the standard library's default); scopeQ finds it under both spellings."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL keeps JSONB, whose text form never depended on the writer")
+    create_all(ngsi)
+    with db.session() as s:
+        s.execute(
+            text("UPDATE ngsild_entities SET scope = :scope WHERE entity_id = :id"),
+            {"scope": json.dumps(SCOPES[VINH]), "id": VINH},
+        )
+        assert "\\u01b0" in s.scalar(text("SELECT scope FROM ngsild_entities WHERE entity_id = :id"), {"id": VINH})
+    for query in ("/Vinh/Hưng_Dũng", "/Vinh/#", "/+/Hưng_Dũng"):
+        assert ids(ngsi.get("/entities", params={"type": "Building", "scopeQ": query})) == [VINH], query

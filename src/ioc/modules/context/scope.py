@@ -18,12 +18,13 @@ delimited by the only ``"`` characters around it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Text, and_, cast, func, literal, or_
+
+from ioc.core.jsoncodec import dumps
 
 from .errors import bad_request
 from .models import NgsiEntity
@@ -165,9 +166,25 @@ def scope_sql(expr: ScopeExpr, dialect: str) -> tuple[ColumnElement[bool], bool]
 
 
 def _json_text(text: str, dialect: str) -> str:
-    """``text`` as the column's JSON text spells it inside a string (SQLite: ``json.dumps``;
-    PostgreSQL: JSONB's text form, which keeps non-ASCII characters as they are)."""
-    return json.dumps(text, ensure_ascii=dialect != "postgresql")[1:-1]
+    """``text`` as the column's JSON text spells it inside a string: non-ASCII characters as they
+    are (our JSON codec on SQLite, JSONB's text form on PostgreSQL)."""
+    return dumps(text)[1:-1]
+
+
+def _ascii_escaped(needle: str) -> str:
+    """``needle`` with non-ASCII characters as JSON ``\\uXXXX`` escapes (UTF-16, as the standard
+    library's ``json.dumps`` wrote SQLite rows stored before the codec)."""
+    out = []
+    for ch in needle:
+        code = ord(ch)
+        if code < 128:
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+    return "".join(out)
 
 
 def _whole(levels: tuple[str, ...], dialect: str) -> ColumnElement[bool]:
@@ -189,4 +206,6 @@ def _contains(needle: str, dialect: str) -> ColumnElement[bool]:
     text = literal(needle, Text)  # a plain string parameter, not a JSON document
     if dialect == "postgresql":
         return func.strpos(cast(NgsiEntity.scope, Text), text) > 0
+    if not needle.isascii():  # a row written before the codec spells it with escapes
+        return or_(func.instr(NgsiEntity.scope, text) > 0, func.instr(NgsiEntity.scope, _ascii_escaped(needle)) > 0)
     return func.instr(NgsiEntity.scope, text) > 0
