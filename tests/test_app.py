@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -151,3 +152,17 @@ def setup(ctx):
     with TestClient(app) as client:
         assert client.get("/static/sample/mau.js").status_code == 200
         assert client.get("/static/app.css").status_code == 200
+
+
+def test_a_serving_process_freezes_its_heap_once_started(settings: Settings) -> None:
+    """Modules, routes and caches are kept out of the collector's full passes (``freeze_heap``)."""
+    gc.unfreeze()
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() == 0  # the default (tests, tools): nothing frozen
+    try:
+        with TestClient(create_app(settings, freeze_heap=True)) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

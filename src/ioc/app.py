@@ -6,6 +6,7 @@ serving (the lifespan).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import pkgutil
@@ -202,8 +203,14 @@ def _browser_aware(handler: ExceptionHandler) -> ExceptionHandler:
     return handle
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the IOC service for ``settings`` (from the environment when omitted)."""
+def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -> FastAPI:
+    """Build the IOC service for ``settings`` (from the environment when omitted).
+
+    ``freeze_heap`` (a serving process): once started, what was built to serve (modules, routes,
+    contexts, caches), which lives as long as the process, is frozen out of the garbage
+    collector's full passes, which would otherwise walk all of it again every few thousand
+    allocations (a pause of ~100 ms in the middle of a request).
+    """
     settings = settings or Settings()
     settings.check_for_start()
     db = Database(settings.database_url)
@@ -223,6 +230,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bus.start()
         if settings.jobs.enabled:
             scheduler.start()
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
         log.info("ioc started", extra={"version": __version__, "database": db.dialect, "modules": registry.modules})
         try:
             yield
@@ -297,4 +307,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (several workers): settings from the environment."""
-    return create_app(Settings())
+    return create_app(Settings(), freeze_heap=True)
