@@ -98,8 +98,10 @@ async def stream(
         # anything is sent, so a client that has read "connected" misses nothing from then on.
         subscription = await asyncio.to_thread(bus.listen, patterns, on_event)
         try:
-            yield f"retry: 3000\n: connected as {principal.name}\n\n"
+            # Read before "connected" goes out: an event committed once the client has read it
+            # has a higher id, and is sent (read after, it would count as already sent).
             latest = await asyncio.to_thread(_latest, bus)
+            yield f"retry: 3000\n: connected as {principal.name}\n\n"
             if resume is None or resume > latest:
                 # A fresh stream (or an id from another database: restored, reset) starts now. What
                 # commits from here on has a higher id, and comes through the queue.
