@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from ioc.core.db import UTCDateTime
 from ioc.core.geo import GeometryError, bbox, shape_from_geojson
 
 from .entity import parse_datetime
@@ -368,86 +368,79 @@ def _load_attrs(session: Session, entities: list[StoredEntity], names: Iterable[
 def _upsert(
     session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str], update_cols: Iterable[str]
 ) -> None:
-    """``INSERT ... ON CONFLICT`` of many rows: the driver's executemany, pipelined with one
-    prepared statement on PostgreSQL (:func:`_pg_executemany`)."""
-    if not rows:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        _pg_executemany(session, table, rows, tuple(keys), tuple(update_cols))
-        return
-    executable = _upsert_statement(table, tuple(keys), tuple(update_cols))
-    for i in range(0, len(rows), BULK):
-        conn.execute(executable, rows[i : i + BULK])
-
-
-@functools.lru_cache(maxsize=64)
-def _upsert_statement(table: Table, keys: tuple[str, ...], cols: tuple[str, ...]) -> Any:
-    """Built once per shape (SQLite): ``excluded`` copies every column of the table, and a prebuilt
-    statement also keeps its memoized cache key."""
-    stmt = sqlite_insert(table)
-    if cols:
-        return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
-    return stmt.on_conflict_do_nothing(index_elements=list(keys))
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` ``update_cols`` (``DO NOTHING`` without) of many rows."""
+    if rows:
+        _executemany(session, table, rows, tuple(keys), tuple(update_cols))
 
 
 def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """A bulk INSERT (no ORM unit of work), paged like :func:`_upsert`."""
-    if not rows:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        _pg_executemany(session, table, rows, None, ())
-        return
-    stmt = insert(table)
-    for i in range(0, len(rows), BULK):
-        conn.execute(stmt, rows[i : i + BULK])
+    """A bulk INSERT (no ORM unit of work)."""
+    if rows:
+        _executemany(session, table, rows, None, ())
 
 
-def _pg_executemany(
+def _executemany(
     session: Session,
     table: Table,
     rows: list[dict[str, Any]],
     keys: tuple[str, ...] | None,
     update_cols: tuple[str, ...],
 ) -> None:
-    """PostgreSQL: psycopg's executemany (pipeline mode, one prepared statement) with positional
-    parameters, each converted by its column type's own bind processor, as SQLAlchemy would send
-    it. SQLAlchemy's multi-row VALUES pages cost psycopg a parse of a query with thousands of
-    named parameters per page (never cached: too long), most of a bulk write's CPU.
-    ``keys`` given: ``ON CONFLICT (keys) DO UPDATE SET`` ``update_cols`` (``DO NOTHING`` without)."""
+    """The driver's executemany with positional parameters, each converted by its column type's
+    own bind processor, as SQLAlchemy would send it (pipeline mode and one prepared statement
+    on PostgreSQL). SQLAlchemy's own paths cost more than the write: multi-row VALUES pages made
+    psycopg parse a query of thousands of named parameters per page (never cached: too long),
+    and on SQLite its per-row parameter processing converted the change set's one timestamp
+    again for every row; here a timestamp is converted once per statement."""
     conn = session.connection()
     cols = tuple(rows[0])
-    sql, processors = _pg_statement(table, cols, keys, update_cols, conn.dialect)
+    sql, processors, timestamps = _bulk_statement(table, cols, keys, update_cols, conn.dialect)
+    converted: list[dict[Any, Any] | None] = [{} if t else None for t in timestamps]
+
+    def convert(value: Any, proc: Any, memo: dict[Any, Any] | None) -> Any:
+        if proc is None or value is None:
+            return value
+        if memo is None:
+            return proc(value)
+        out = memo.get(value)
+        if out is None:
+            out = memo[value] = proc(value)
+        return out
+
     params = [
-        [
-            value if proc is None else proc(value)
-            for value, proc in zip(map(row.__getitem__, cols), processors, strict=True)
-        ]
+        [convert(v, p, m) for v, p, m in zip(map(row.__getitem__, cols), processors, converted, strict=True)]
         for row in rows
     ]
-    with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
         cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 @functools.lru_cache(maxsize=64)
-def _pg_statement(
+def _bulk_statement(
     table: Table, cols: tuple[str, ...], keys: tuple[str, ...] | None, update_cols: tuple[str, ...], dialect: Any
-) -> tuple[str, list[Any]]:
+) -> tuple[str, list[Any], list[bool]]:
+    """The statement, the columns' bind processors, and which columns hold timestamps."""
     quote = dialect.identifier_preparer.quote
+    mark = "%s" if dialect.name == "postgresql" else "?"
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)}) "
-        f"VALUES ({', '.join(['%s'] * len(cols))})"
+        f"VALUES ({', '.join([mark] * len(cols))})"
     )
     if keys is not None:
         sql += f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
         sql += (
-            "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update_cols)
+            "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update_cols)
             if update_cols
             else "DO NOTHING"
         )
     processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
-    return sql, processors
+    timestamps = [
+        isinstance(table.c[c].type, UTCDateTime) and p is not None for c, p in zip(cols, processors, strict=True)
+    ]
+    return sql, processors, timestamps
 
 
 def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
