@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, tuple_, update
@@ -395,22 +396,18 @@ def _executemany(
     conn = session.connection()
     cols = tuple(rows[0])
     sql, processors, timestamps = _bulk_statement(table, cols, keys, update_cols, conn.dialect)
-    converted: list[dict[Any, Any] | None] = [{} if t else None for t in timestamps]
-
-    def convert(value: Any, proc: Any, memo: dict[Any, Any] | None) -> Any:
-        if proc is None or value is None:
-            return value
-        if memo is None:
-            return proc(value)
-        out = memo.get(value)
-        if out is None:
-            out = memo[value] = proc(value)
-        return out
-
-    params = [
-        [convert(v, p, m) for v, p, m in zip(map(row.__getitem__, cols), processors, converted, strict=True)]
-        for row in rows
-    ]
+    # Column by column, so the conversions run in C loops (map) rather than a call per value.
+    columns: list[list[Any]] = []
+    for col, proc, timestamp in zip(cols, processors, timestamps, strict=True):
+        values = list(map(itemgetter(col), rows))
+        if proc is None:
+            columns.append(values)
+        elif timestamp:
+            memo = {v: proc(v) for v in set(values)}  # a change set's rows share a few timestamps
+            columns.append(list(map(memo.__getitem__, values)))
+        else:
+            columns.append(list(map(proc, values)))
+    params = list(zip(*columns, strict=True))
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, params)
