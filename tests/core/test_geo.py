@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from importlib import resources
 from typing import Any
@@ -17,6 +18,7 @@ from ioc.core.geo import (
     GeometryError,
     PolygonIndex,
     bbox,
+    geojson_bbox,
     geojson_from_shape,
     haversine_m,
     shape_from_geojson,
@@ -41,21 +43,21 @@ def _ward_geometries() -> list[tuple[str, Any]]:
 # --- shape_from_geojson ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "geometry",
-    [
-        {"type": "Point", "coordinates": [105.68, 18.68]},
-        {"type": "Point", "coordinates": [105.68, 18.68, 12.5]},
-        {"type": "MultiPoint", "coordinates": [[105.68, 18.68], [105.69, 18.69]]},
-        {"type": "LineString", "coordinates": [[105.68, 18.68], [105.69, 18.69]]},
-        {"type": "MultiLineString", "coordinates": [[[105.68, 18.68], [105.69, 18.69]]]},
-        SQUARE,
-        {"type": "MultiPolygon", "coordinates": [SQUARE["coordinates"]]},
-        {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [105.68, 18.68]}]},
-        {"type": "Point", "coordinates": [180, -90]},
-        {"type": "Point", "coordinates": [-180, 90]},
-    ],
-)
+VALID = [
+    {"type": "Point", "coordinates": [105.68, 18.68]},
+    {"type": "Point", "coordinates": [105.68, 18.68, 12.5]},
+    {"type": "MultiPoint", "coordinates": [[105.68, 18.68], [105.69, 18.69]]},
+    {"type": "LineString", "coordinates": [[105.68, 18.68], [105.69, 18.69]]},
+    {"type": "MultiLineString", "coordinates": [[[105.68, 18.68], [105.69, 18.69]]]},
+    SQUARE,
+    {"type": "MultiPolygon", "coordinates": [SQUARE["coordinates"]]},
+    {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [105.68, 18.68]}]},
+    {"type": "Point", "coordinates": [180, -90]},
+    {"type": "Point", "coordinates": [-180, 90]},
+]
+
+
+@pytest.mark.parametrize("geometry", VALID)
 def test_shape_from_geojson_accepts_valid_geometries(geometry: dict[str, Any]) -> None:
     geom = shape_from_geojson(geometry)
     assert geom.geom_type == geometry["type"]
@@ -67,51 +69,51 @@ def test_shape_from_geojson_unwraps_a_feature() -> None:
     assert geom.equals(box(105.6, 18.6, 105.7, 18.7))
 
 
-@pytest.mark.parametrize(
-    ("geometry", "message"),
-    [
-        ("not an object", "đối tượng GeoJSON"),
-        ({"type": "Circle", "coordinates": [105.6, 18.6]}, "kiểu hình học không hợp lệ"),
-        ({"coordinates": [105.6, 18.6]}, "kiểu hình học không hợp lệ"),
-        ({"type": "Feature", "geometry": None}, "không có hình học"),
-        ({"type": "Point"}, "[lon, lat]"),
-        ({"type": "Point", "coordinates": [105.6]}, "[lon, lat]"),
-        ({"type": "Point", "coordinates": [105.6, 18.6, 1, 2]}, "[lon, lat]"),
-        ({"type": "Point", "coordinates": ["105.6", "18.6"]}, "số hữu hạn"),
-        ({"type": "Point", "coordinates": [True, 18.6]}, "số hữu hạn"),
-        ({"type": "Point", "coordinates": [math.nan, 18.6]}, "số hữu hạn"),
-        ({"type": "Point", "coordinates": [math.inf, 18.6]}, "số hữu hạn"),
-        ({"type": "Point", "coordinates": [181, 18.6]}, "kinh độ"),
-        ({"type": "Point", "coordinates": [105.6, -90.5]}, "vĩ độ"),
-        # lat/lon swapped is the most common client mistake; Vinh's longitude is not a latitude
-        ({"type": "Point", "coordinates": [18.6, 105.6]}, "vĩ độ"),
-        ({"type": "LineString", "coordinates": [[105.6, 18.6]]}, "ít nhất 2 điểm"),
-        (
-            {"type": "Polygon", "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.6, 18.6]]]},
-            "ít nhất 4 điểm",
-        ),
-        ({"type": "Polygon", "coordinates": []}, "không có vòng"),
-        ({"type": "Polygon", "coordinates": [105.6, 18.6]}, "phải là một mảng"),
-        (
-            {
-                "type": "Polygon",
-                "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.7, 18.7], [105.6, 18.7]]],
-            },
-            "chưa khép kín",
-        ),
-        (
-            # a bow-tie: the ring crosses itself
-            {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
-            "không hợp lệ (invalid geometry): Self-intersection",
-        ),
-        ({"type": "MultiPoint", "coordinates": []}, "rỗng"),
-        ({"type": "GeometryCollection", "geometries": "x"}, "phải là một mảng"),
-        (
-            {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [500, 0]}]},
-            "kinh độ",
-        ),
-    ],
-)
+INVALID = [
+    ("not an object", "đối tượng GeoJSON"),
+    ({"type": "Circle", "coordinates": [105.6, 18.6]}, "kiểu hình học không hợp lệ"),
+    ({"coordinates": [105.6, 18.6]}, "kiểu hình học không hợp lệ"),
+    ({"type": "Feature", "geometry": None}, "không có hình học"),
+    ({"type": "Point"}, "[lon, lat]"),
+    ({"type": "Point", "coordinates": [105.6]}, "[lon, lat]"),
+    ({"type": "Point", "coordinates": [105.6, 18.6, 1, 2]}, "[lon, lat]"),
+    ({"type": "Point", "coordinates": ["105.6", "18.6"]}, "số hữu hạn"),
+    ({"type": "Point", "coordinates": [True, 18.6]}, "số hữu hạn"),
+    ({"type": "Point", "coordinates": [math.nan, 18.6]}, "số hữu hạn"),
+    ({"type": "Point", "coordinates": [math.inf, 18.6]}, "số hữu hạn"),
+    ({"type": "Point", "coordinates": [181, 18.6]}, "kinh độ"),
+    ({"type": "Point", "coordinates": [105.6, -90.5]}, "vĩ độ"),
+    # lat/lon swapped is the most common client mistake; Vinh's longitude is not a latitude
+    ({"type": "Point", "coordinates": [18.6, 105.6]}, "vĩ độ"),
+    ({"type": "LineString", "coordinates": [[105.6, 18.6]]}, "ít nhất 2 điểm"),
+    (
+        {"type": "Polygon", "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.6, 18.6]]]},
+        "ít nhất 4 điểm",
+    ),
+    ({"type": "Polygon", "coordinates": []}, "không có vòng"),
+    ({"type": "Polygon", "coordinates": [105.6, 18.6]}, "phải là một mảng"),
+    (
+        {
+            "type": "Polygon",
+            "coordinates": [[[105.6, 18.6], [105.7, 18.6], [105.7, 18.7], [105.6, 18.7]]],
+        },
+        "chưa khép kín",
+    ),
+    (
+        # a bow-tie: the ring crosses itself
+        {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
+        "không hợp lệ (invalid geometry): Self-intersection",
+    ),
+    ({"type": "MultiPoint", "coordinates": []}, "rỗng"),
+    ({"type": "GeometryCollection", "geometries": "x"}, "phải là một mảng"),
+    (
+        {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [500, 0]}]},
+        "kinh độ",
+    ),
+]
+
+
+@pytest.mark.parametrize(("geometry", "message"), INVALID)
 def test_shape_from_geojson_rejects_bad_geometry_with_a_clear_message(geometry: Any, message: str) -> None:
     with pytest.raises(GeometryError) as info:
         shape_from_geojson(geometry)
@@ -148,6 +150,17 @@ def test_bbox() -> None:
     assert bbox(shapely.Point(105.68, 18.67)) == (105.68, 18.67, 105.68, 18.67)
     with pytest.raises(GeometryError):
         bbox(Polygon())
+
+
+@pytest.mark.parametrize("geometry", VALID)
+def test_geojson_bbox_is_the_bbox_of_the_checked_shape(geometry: dict[str, Any]) -> None:
+    assert geojson_bbox(geometry) == bbox(shape_from_geojson(geometry))
+
+
+@pytest.mark.parametrize(("geometry", "message"), INVALID)
+def test_geojson_bbox_refuses_what_shape_from_geojson_refuses(geometry: Any, message: str) -> None:
+    with pytest.raises(GeometryError, match=re.escape(message)):
+        geojson_bbox(geometry)
 
 
 def test_haversine_known_distances() -> None:

@@ -183,6 +183,18 @@ def bbox(geom: BaseGeometry) -> BBox:
     return (float(min_x), float(min_y), float(max_x), float(max_y))
 
 
+def geojson_bbox(obj: Mapping[str, Any], *, repair: bool = False) -> BBox:
+    """The bounding box of a GeoJSON geometry, checked as :func:`shape_from_geojson` checks it.
+
+    A Point, the common case of devices and stations, needs no shapely geometry: its checked
+    position is its box."""
+    if isinstance(obj, Mapping) and obj.get("type") == "Point":
+        _check_geometry(obj, "geometry", 0)
+        lon, lat = obj["coordinates"][:2]
+        return (float(lon), float(lat), float(lon), float(lat))
+    return bbox(shape_from_geojson(obj, repair=repair))
+
+
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in metres between two WGS 84 points (degrees)."""
     phi1, phi2 = math.radians(lat1), math.radians(lat2)

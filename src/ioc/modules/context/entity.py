@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ioc.core.geo import GeometryError, shape_from_geojson
+from ioc.core.geo import GeometryError, geojson_bbox
 
 from .errors import bad_request
 from .ld import NGSI_LD, ActiveContext, is_uri
@@ -379,7 +379,7 @@ def _geometry(value: Any, where: str) -> dict[str, Any]:
         # §4.6.3: every GeoJSON geometry "with the exception of GeometryCollection".
         raise bad_request(f"{where}: a GeoProperty value must be a GeoJSON geometry (not a collection).")
     try:
-        shape_from_geojson(value, repair=True)  # RFC 7946 lets self-intersecting rings through
+        geojson_bbox(value, repair=True)  # RFC 7946 lets self-intersecting rings through
     except GeometryError as exc:
         raise bad_request(f"{where}: invalid GeoJSON geometry: {exc}") from exc
     return value

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ioc.core.db import UTCDateTime
-from ioc.core.geo import GeometryError, bbox, shape_from_geojson
+from ioc.core.geo import GeometryError, geojson_bbox
 
 from .entity import parse_datetime
 from .errors import NgsiError
@@ -455,7 +455,7 @@ def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
     }
     if kind == "GeoProperty":
         try:
-            box = bbox(shape_from_geojson(value, repair=True))
+            box = geojson_bbox(value, repair=True)
         except (GeometryError, TypeError):
             return cols
         cols.update(zip(("min_lon", "min_lat", "max_lon", "max_lat"), box, strict=True))
