@@ -38,10 +38,10 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Connection,
     Engine,
     Integer,
+    Select,
     String,
     Text,
     bindparam,
@@ -274,15 +274,31 @@ _EVENT_COLUMNS = (
 )
 
 
-def _read_events(session: Session, where: ColumnElement[bool], limit: int | None = None) -> list[Event]:
+# Built once, with parameters: the dispatcher and every consumer run these after each commit,
+# and a statement built anew costs SQLAlchemy its construction and cache key every time.
+_AFTER = (
+    select(*_EVENT_COLUMNS)
+    .where(OutboxEvent.id > bindparam("after"))
+    .order_by(OutboxEvent.id)
+    .limit(bindparam("limit"))
+)
+_BY_IDS = select(*_EVENT_COLUMNS).where(OutboxEvent.id.in_(bindparam("ids", expanding=True))).order_by(OutboxEvent.id)
+_HEADS = (
+    select(OutboxEvent.id, OutboxEvent.topic)
+    .where(OutboxEvent.id > bindparam("after"))
+    .order_by(OutboxEvent.id)
+    .limit(bindparam("limit"))
+)
+
+
+def _read_events(session: Session, stmt: Select[Any], params: dict[str, Any]) -> list[Event]:
     """Outbox events in id order, read as columns (not ORM objects: a batch is hundreds of rows)."""
-    stmt = select(*_EVENT_COLUMNS).where(where).order_by(OutboxEvent.id).limit(limit)
-    return [Event(*r) for r in session.execute(stmt)]
+    return [Event(*r) for r in session.connection().execute(stmt, params)]
 
 
 def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Event]:
     """Outbox events with an id above ``after_id``, oldest first."""
-    return _read_events(session, OutboxEvent.id > after_id, limit)
+    return _read_events(session, _AFTER, {"after": after_id, "limit": limit})
 
 
 def matching_events_after(
@@ -291,15 +307,13 @@ def matching_events_after(
     """The events matching ``patterns`` among the next ``limit`` outbox events after ``after_id``,
     how many were scanned, and the id of the last scanned (``after_id`` when none). Payloads are
     read for the matching events only."""
-    heads = session.execute(
-        select(OutboxEvent.id, OutboxEvent.topic).where(OutboxEvent.id > after_id).order_by(OutboxEvent.id).limit(limit)
-    ).all()
+    heads = session.connection().execute(_HEADS, {"after": after_id, "limit": limit}).all()
     if not heads:
         return [], 0, after_id
     wanted = [event_id for event_id, topic in heads if matches(patterns, topic)]
     events: list[Event] = []
     for i in range(0, len(wanted), 500):
-        events.extend(_read_events(session, OutboxEvent.id.in_(wanted[i : i + 500])))
+        events.extend(_read_events(session, _BY_IDS, {"ids": wanted[i : i + 500]}))
     return events, len(heads), int(heads[-1][0])
 
 
