@@ -641,6 +641,18 @@ def test_retrieve_with_attrs_the_entity_does_not_have_is_not_found(ngsi: Ngsi) -
     assert r.status_code == 200
 
 
+def test_retrieve_with_pick_or_omit_leaving_nothing_is_not_found(ngsi: Ngsi) -> None:
+    """018_19 (§4.21, v1.8.1): Retrieve Entity whose pick matches no member, or whose omit names
+    them all, is 404 ResourceNotFound; a pick or omit leaving one member shows it."""
+    ngsi.create({"id": f"{B}p", "type": "Building", "name": prop("Eiffel Tower"), "almostFull": prop(False)})
+    for params in ({"pick": "unknown"}, {"omit": "id,type,name,almostFull"}):
+        r = ngsi.get(f"/entities/{B}p", params=params)
+        assert r.status_code == 404, (params, r.text)
+        assert r.json()["type"] == ERR + "ResourceNotFound" and r.json()["title"]
+    assert ngsi.get(f"/entities/{B}p", params={"pick": "name,unknown"}).json() == {"name": prop("Eiffel Tower")}
+    assert ngsi.get(f"/entities/{B}p", params={"omit": "id,type,name"}).json() == {"almostFull": prop(False)}
+
+
 def test_query_with_geometry_property_needs_geojson(ngsi: Ngsi) -> None:
     """019_27_01: ``geometryProperty`` on Query Entities without ``Accept: application/geo+json`` is 400
     BadRequestData, as on Retrieve Entity (§5.7.2.4); with GeoJSON it picks the Features' geometry."""

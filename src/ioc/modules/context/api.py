@@ -487,6 +487,9 @@ def build_router(broker: Broker) -> APIRouter:
                 )
             _require_some_attr(entity, csv_param(request, "attrs"), ctx)
             items = linked.render_joined(session, tenant, [entity], ctx, opts, join, readable)
+        if not items[0][1] and ("pick" in request.query_params or "omit" in request.query_params):
+            # §4.21 (v1.8.1, TP 018_19): no member of the entity is left to show
+            raise NgsiError("ResourceNotFound", f"Nothing of the entity {eid} is left after pick/omit.")
         if len(items) > 1:  # join=flat found Linked Entities: an array of entities (§4.5.23.2)
             return _entities_response(request, items, ctx, opts, media, {})
         if media == GEOJSON:
