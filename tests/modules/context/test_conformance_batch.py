@@ -261,16 +261,6 @@ def test_merge_batch(ngsi: Ngsi, ctx_url: str, fragment: dict[str, Any], expecte
     assert query(ngsi, ctx_url, B1, B2) == {B1: entity(B1, ctx_url, expected), B2: entity(B2, ctx_url, expected)}
 
 
-def test_merge_batch_with_an_unknown_entity(ngsi: Ngsi, ctx_url: str) -> None:
-    """TP 057_02_01: 207, the unknown entity is a ResourceNotFound error, the others are merged."""
-    create(ngsi, ctx_url, B1, SIMPLE)
-    create(ngsi, ctx_url, B2, SIMPLE)
-    r = batch(ngsi, "merge", [entity(eid, ctx_url, REL_OF_PROP) for eid in (B1, B2, B3)])
-    assert r.status_code == 207 and r.json()["success"] == [B1, B2]
-    assert errors_of(r) == {B3: "ResourceNotFound"}
-    assert query(ngsi, ctx_url, B1, B2) == {B1: entity(B1, ctx_url, REL_OF_PROP), B2: entity(B2, ctx_url, REL_OF_PROP)}
-
-
 def test_merge_batch_null_deletes_the_attribute(ngsi: Ngsi, ctx_url: str) -> None:
     """TP 5620_01_03 (§5.6.20.4 via §5.6.17): ``urn:ngsi-ld:null`` deletes the attribute; 204."""
     create(ngsi, ctx_url, B1, SIMPLE)
@@ -329,11 +319,13 @@ def test_update_batch_no_overwrite(
     assert query(ngsi, ctx_url, B1, B2) == {B1: entity(B1, ctx_url, expected), B2: entity(B2, ctx_url, expected)}
 
 
-def test_update_batch_with_an_unknown_entity(ngsi: Ngsi, ctx_url: str) -> None:
-    """TP 005_03_01: 207, the unknown entity is a ResourceNotFound error, the others are updated."""
+@pytest.mark.parametrize("op", ["merge", "update"])
+def test_merge_or_update_batch_with_an_unknown_entity(ngsi: Ngsi, ctx_url: str, op: str) -> None:
+    """TPs 057_02_01 (merge), 005_03_01 (update): 207, the unknown entity is a ResourceNotFound
+    error, the others are merged or updated."""
     create(ngsi, ctx_url, B1, SIMPLE)
     create(ngsi, ctx_url, B2, SIMPLE)
-    r = batch(ngsi, "update", [entity(eid, ctx_url, REL_OF_PROP) for eid in (B1, B2, B3)])
+    r = batch(ngsi, op, [entity(eid, ctx_url, REL_OF_PROP) for eid in (B1, B2, B3)])
     assert r.status_code == 207 and r.json()["success"] == [B1, B2]
     assert errors_of(r) == {B3: "ResourceNotFound"}
     assert query(ngsi, ctx_url, B1, B2) == {B1: entity(B1, ctx_url, REL_OF_PROP), B2: entity(B2, ctx_url, REL_OF_PROP)}

@@ -737,6 +737,10 @@ class GeoQuery:
         d = haversine_m(q.y, q.x, min_lat, min_lon)
         if any(bound is not None and abs(d - bound) < 1.0 for bound in (self.max_distance, self.min_distance)):
             return None
+        return self._near_enough(d)
+
+    def _near_enough(self, d: float) -> bool:
+        """Whether a distance in metres meets ``maxDistance`` and ``minDistance``."""
         if self.max_distance is not None and d > self.max_distance:
             return False
         return not (self.min_distance is not None and d < self.min_distance)
@@ -760,10 +764,7 @@ class GeoQuery:
     def _test(self, geom: BaseGeometry) -> bool:
         q = self.geometry
         if self.rel == "near":
-            d = distance_m(q, geom)
-            if self.max_distance is not None and d > self.max_distance:
-                return False
-            return not (self.min_distance is not None and d < self.min_distance)
+            return self._near_enough(distance_m(q, geom))
         return bool(
             {
                 "within": geom.within,

@@ -18,6 +18,7 @@ delimited by the only ``"`` characters around it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -172,19 +173,10 @@ def _json_text(text: str, dialect: str) -> str:
 
 
 def _ascii_escaped(needle: str) -> str:
-    """``needle`` with non-ASCII characters as JSON ``\\uXXXX`` escapes (UTF-16, as the standard
-    library's ``json.dumps`` wrote SQLite rows stored before the codec)."""
-    out = []
-    for ch in needle:
-        code = ord(ch)
-        if code < 128:
-            out.append(ch)
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            code -= 0x10000
-            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
-    return "".join(out)
+    """``needle`` with each non-ASCII character as the JSON escape of its UTF-16 code units
+    (backslash, ``u``, four hex digits), as the standard library's ``json.dumps`` wrote the SQLite
+    rows stored before the codec."""
+    return "".join(ch if ch.isascii() else json.dumps(ch)[1:-1] for ch in needle)
 
 
 def _whole(levels: tuple[str, ...], dialect: str) -> ColumnElement[bool]:

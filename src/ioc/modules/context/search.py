@@ -159,7 +159,8 @@ def run_query(
     geo_rows = query.geo.rows_where(tenant) if query.geo is not None else None
     # A near query on points decides from the candidates' bounding boxes (their grid rows), and
     # ``sure`` from SQL whether the rest holds: most candidates need no attribute parsed.
-    boxes_decide = geo_rows is not None and sure is not None and linked is None
+    rest_sure = sure if geo_rows is not None and linked is None else None
+    boxes_decide = rest_sure is not None
     dialect = session.get_bind().dialect.name
     chunk = max(2 * (offset + limit), 200)
     while True:
@@ -179,7 +180,7 @@ def run_query(
             last = rows[-1][0]
             exhausted = len(rows) < chunk
             narrowed = session.execute(
-                select(NgsiEntity.pk, sure if boxes_decide and sure is not None else true())
+                select(NgsiEntity.pk, rest_sure if rest_sure is not None else true())
                 .where(one_of(NgsiEntity.pk, list(dict.fromkeys(r[0] for r in rows)), dialect), *conds)
                 .order_by(NgsiEntity.pk)
             ).all()
@@ -206,7 +207,7 @@ def run_query(
                 break
             last = pks[-1]
             exhausted = len(pks) < chunk
-        undecided = [pk for pk in pks if pk not in verdicts or verdicts[pk] is None] if verdicts else pks
+        undecided = [pk for pk in pks if verdicts.get(pk) is None]
         candidates = {e.pk: e for e in load_by_pks(session, undecided, names=needed)} if undecided else {}
         if linked is not None:
             linked.prefetch(list(candidates.values()))
