@@ -214,7 +214,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     settings = settings or Settings()
     settings.check_for_start()
     db = Database(settings.database_url)
-    bus = EventBus(db, poll_seconds=settings.events_poll_seconds)
+    bus = EventBus(db, poll_seconds=settings.events_poll_seconds, round_gap_seconds=settings.events_round_gap_seconds)
     registry = Registry()
     policy = AccessPolicy()
     scheduler = Scheduler(

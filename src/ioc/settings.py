@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     login_attempts_per_minute: int = Field(default=10, ge=1)
     events_poll_seconds: float = Field(default=0.5, gt=0)
+    # least time between two rounds of the event bus's threads: writes in between share a round
+    events_round_gap_seconds: float = Field(default=0.02, ge=0, le=1)
     log_json: bool = True
     map: MapSettings = MapSettings()
     mqtt: MqttSettings = MqttSettings()
