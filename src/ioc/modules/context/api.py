@@ -37,6 +37,7 @@ from .http import (
     options_of,
     prefers_json_body,
     query_context,
+    read_by_key,
     read_json,
     readable_types,
     require_write,
@@ -468,7 +469,10 @@ def build_router(broker: Broker) -> APIRouter:
         return _update_response(result, ctx)
 
     @router.get("/entities/{entity_id:path}")
-    def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+    async def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        return await read_by_key(request, _retrieve_entity, entity_id, request, principal)
+
+    def _retrieve_entity(entity_id: str, request: Request, principal: Principal | None) -> Response:
         check_params(request, P_RETRIEVE)
         media = accept(request, geo=True)
         tenant = tenant_of(request)

@@ -1,0 +1,56 @@
+"""HTTP plumbing of the NGSI-LD API (``ioc.modules.context.http``): where a by-key read runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import pytest
+from fastapi import Request, Response
+
+from ioc.core.db import Database
+from ioc.modules.context.http import read_by_key
+
+
+def _request(db: Database, headers: dict[str, str], query: str = "") -> Request:
+    app = SimpleNamespace(state=SimpleNamespace(db=db))
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/ngsi-ld/v1/entities/urn:ngsi-ld:T:1",
+            "query_string": query.encode(),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "app": app,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "on_loop_if_sqlite"),
+    [
+        ({}, "", True),
+        ({}, "options=keyValues&attrs=a", True),
+        ({"Link": '<http://example.org/ctx.jsonld>; rel="http://www.w3.org/ns/json-ld#context"'}, "", False),
+        ({}, "join=inline", False),
+    ],
+)
+def test_a_by_key_read_runs_on_the_loop_only_where_nothing_can_wait(
+    db: Database, headers: dict[str, str], query: str, on_loop_if_sqlite: bool
+) -> None:
+    """SQLite, the core context and no join: on the event loop's thread; a context to fetch, a
+    chain of joined reads, or PostgreSQL's round trips: in the thread pool."""
+    ran_on: list[threading.Thread] = []
+
+    def read(status: int) -> Response:
+        ran_on.append(threading.current_thread())
+        return Response(status_code=status)
+
+    async def call() -> tuple[Response, threading.Thread]:
+        response = await read_by_key(_request(db, headers, query), read, status=203)
+        return response, threading.current_thread()
+
+    response, loop_thread = asyncio.run(call())
+    assert response.status_code == 203  # the read's own answer, its arguments passed through
+    assert (ran_on == [loop_thread]) is (on_loop_if_sqlite and db.dialect == "sqlite")
