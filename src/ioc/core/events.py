@@ -213,6 +213,14 @@ _OUTBOX_INSERT_PG: Any = insert(OutboxEvent).returning(
 )
 
 
+_RENUMBER = text(
+    "UPDATE event_outbox SET id = fresh.new_id FROM ("
+    " SELECT id AS old_id, nextval(pg_get_serial_sequence('event_outbox', 'id')) AS new_id"
+    " FROM event_outbox WHERE id = ANY(:ids) ORDER BY id"
+    ") AS fresh WHERE event_outbox.id = fresh.old_id"
+)
+
+
 def _order_on_commit(conn: Connection) -> None:
     """Give this transaction's events their final ids under the publish lock, just before COMMIT.
 
@@ -230,21 +238,12 @@ def _order_on_commit(conn: Connection) -> None:
     ).scalar()
     if current != xid:
         return  # stale: that transaction ended without passing through here
-    # Rows published inside a savepoint that was rolled back are gone: renumber the survivors.
-    live = sorted(conn.execute(select(OutboxEvent.id).where(OutboxEvent.id.in_(provisional))).scalars())
-    if not live:
-        return
-    fresh = sorted(
-        conn.execute(
-            text("SELECT nextval(pg_get_serial_sequence('event_outbox', 'id')) FROM generate_series(1, :n)"),
-            {"n": len(live)},
-        ).scalars()
-    )
-    # Every fresh id is above every provisional one (one sequence), so no update collides.
-    conn.execute(
-        update(OutboxEvent).where(OutboxEvent.id == bindparam("old_id")).values(id=bindparam("new_id")),
-        [{"old_id": old, "new_id": new} for old, new in zip(live, fresh, strict=True)],
-    )
+    # Fresh ids for the rows still there (those published inside a savepoint that was rolled
+    # back are gone), in the order of their provisional ids, in one statement: nextval in the
+    # select list runs after its ORDER BY (PostgreSQL evaluates volatile output columns after
+    # sorting), and every fresh id is above every provisional one (one sequence), so no update
+    # collides.
+    conn.execute(_RENUMBER, {"ids": provisional})
 
 
 def _forget_pending(conn: Connection) -> None:
