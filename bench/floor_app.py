@@ -1,6 +1,8 @@
 """The framework's own cost per request, for the context bench: the same stack as ``ioc serve``
-(uvicorn, FastAPI, a synchronous handler in the thread pool) with handlers that do nothing but
-read a small JSON body or return a small JSON document. ``python -m uvicorn bench.floor_app:app``."""
+(uvicorn, FastAPI) with handlers that do nothing but read a small JSON body or return a small
+JSON document, each run where the broker runs its own: the PATCH handler in the thread pool,
+the GET handler on the event loop (Retrieve Entity on SQLite, ``http.read_by_key``).
+``python -m uvicorn bench.floor_app:app``."""
 
 from __future__ import annotations
 
@@ -23,5 +25,5 @@ def patch(entity_id: str, body: Annotated[dict[str, Any], Body()]) -> Response:
 
 
 @app.get("/entities/{entity_id}")
-def get(entity_id: str) -> dict[str, Any]:
+async def get(entity_id: str) -> dict[str, Any]:
     return {**ENTITY, "id": entity_id}
