@@ -1,5 +1,6 @@
-"""The Entity Scope in the temporal API (ETSI GS CIM 009 v1.8 §4.18, §4.5.6, §5.7.3): its history from
-every write, its temporal representations and scope instances in temporal writes (both databases)."""
+"""The Entity Scope in the temporal API (ETSI GS CIM 009 v1.8 §4.18, §4.5.6, §5.7.3, §5.7.4, annex C.5.16):
+its history from every write, its temporal representations, scope instances in temporal writes, and
+scopeQ on temporal queries with the validity of each scope over time (both databases)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ioc.core.db import Database
 from ioc.modules.context.entity import SCOPE
@@ -301,3 +302,195 @@ def test_scope_instances_modified_deleted_and_the_history_removed(ngsi: Ngsi) ->
     assert scope_values(ngsi, eid) == [] and "scope" not in ngsi.get(f"/entities/{eid}").json()
     assert [i["value"] for i in ngsi.get(f"{T}/{eid}").json()["speed"]] == [1]
     problem(ngsi.delete(f"{T}/{eid}/attrs/scope"), 404, "ResourceNotFound")
+
+
+# --------------------------------------------------------------------------- representations
+
+
+def test_scope_in_every_representation(ngsi: Ngsi) -> None:
+    """``attrs``, ``pick`` and ``omit`` name the scope as any member; lastN and time relations apply
+    to it, the instance valid when an after/between range starts coming first (C.5.16); the
+    aggregated representation has no scope (§4.5.19 aggregates attributes)."""
+    eid = V + "repr"
+    scopes = [prop("/A", "2026-03-01T10:00:00Z"), prop("/B", "2026-03-01T12:30:00Z")]
+    speeds = [prop(1, "2026-03-01T12:05:00Z"), prop(2, "2026-03-01T12:45:00Z")]
+    assert ngsi.post(T, json={"id": eid, "type": "Vehicle", "scope": scopes, "speed": speeds}).status_code == 201
+    whole = bare(ngsi.get(f"{T}/{eid}").json())
+    assert whole == {"id": eid, "type": "Vehicle", "scope": scopes, "speed": speeds}
+
+    def get(**params: str) -> dict[str, Any]:
+        r = ngsi.get(f"{T}/{eid}", params=params)
+        assert r.status_code == 200, r.text
+        return dict(bare(r.json()))
+
+    assert get(attrs="scope") == {"id": eid, "type": "Vehicle", "scope": scopes}
+    assert get(attrs="speed") == {"id": eid, "type": "Vehicle", "speed": speeds}
+    assert get(pick="scope") == {"scope": scopes}
+    assert get(pick="id,scope,speed") == {"id": eid, "scope": scopes, "speed": speeds}
+    assert get(omit="scope") == {"id": eid, "type": "Vehicle", "speed": speeds}
+    assert get(lastN="1") == {"id": eid, "type": "Vehicle", "scope": scopes[1:], "speed": speeds[1:]}
+    assert get(timerel="before", timeAt="2026-03-01T11:00:00Z") == {"id": eid, "type": "Vehicle", "scope": scopes[:1]}
+    window = {"timerel": "between", "timeAt": "2026-03-01T12:00:00Z", "endTimeAt": "2026-03-01T12:40:00Z"}
+    assert get(**window) == {"id": eid, "type": "Vehicle", "scope": scopes, "speed": speeds[:1]}
+    later = {"id": eid, "type": "Vehicle", "scope": scopes[1:], "speed": speeds[1:]}
+    assert get(timerel="after", timeAt="2026-03-01T12:40:00Z") == later
+    assert get(timerel="after", timeAt="2026-03-01T12:40:00Z", lastN="1")["scope"] == scopes[1:]
+    assert get(**window, options="temporalValues") == {
+        "id": eid,
+        "type": "Vehicle",
+        "scope": {"type": "Property", "values": [["/A", "2026-03-01T10:00:00Z"], ["/B", "2026-03-01T12:30:00Z"]]},
+        "speed": {"type": "Property", "values": [[1, "2026-03-01T12:05:00Z"]]},
+    }
+    concise = get(attrs="scope", format="concise")["scope"]
+    assert concise == [{k: v for k, v in i.items() if k != "type"} for i in scopes]
+    aggregated = get(options="aggregatedValues", aggrMethods="totalCount")
+    assert set(aggregated) == {"id", "type", "speed"}
+    with_sys = ngsi.get(f"{T}/{eid}", params={"options": "sysAttrs", "attrs": "scope"}).json()["scope"]
+    assert all(set(i) <= SCOPE_MEMBERS and i["createdAt"] == i["modifiedAt"] for i in with_sys)
+    # an entity whose scope was removed before the range starts carries none into it
+    assert ngsi.delete(f"/entities/{eid}/attrs/scope").status_code == 204
+    assert "scope" not in get(timerel="after", timeAt="2099-01-01T00:00:00Z", attrs="scope,speed")
+
+
+# --------------------------------------------------------------------------- scopeQ: TP 5744_03 (C.5.16)
+
+Q5744 = "urn:ngsi-ld:Vehicle:qs5744-"
+AB, XX, BARE, BOTH, MID, REP, LATE = (Q5744 + n for n in ("ab", "xx", "bare", "both", "mid", "rep", "late"))
+WINDOW = {"timerel": "between", "timeAt": "2026-03-01T12:00:00Z", "endTimeAt": "2026-03-01T13:00:00Z"}
+
+
+def _fixture(eid: str, scopes: list[tuple[Any, str]], speeds: list[tuple[str, str]]) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": eid, "type": "Vehicle", "speed": [prop(v, f"2026-03-01T{t}:00Z") for v, t in speeds]}
+    if scopes:
+        body["scope"] = [prop(v, f"2026-03-01T{t}:00Z") for v, t in scopes]
+    return body
+
+
+FIXTURES = [
+    _fixture(AB, [("/A/B", "10:00")], [("abval", "12:05")]),
+    _fixture(XX, [("/X", "10:00")], [("xxval", "12:05")]),
+    _fixture(BARE, [], [("bareval", "12:05")]),
+    _fixture(BOTH, [(["/A/B", "/C"], "10:00")], [("bothval", "12:05")]),
+    _fixture(MID, [("/M", "12:10")], [("midpre", "12:05"), ("midpost", "12:15")]),
+    _fixture(REP, [("/R", "10:00"), ("/S", "12:30")], [("repold", "12:15"), ("repnew", "12:45")]),
+    _fixture(LATE, [("/Z", "14:00")], [("lateval", "12:05")]),
+]
+
+#: 5744_03_01..10: scopeQ -> the entities (in creation order) and the speeds of each in the window
+CASES_5744: list[tuple[str, str, dict[str, list[str]]]] = [
+    ("01 exact", "/A/B", {AB: ["abval"], BOTH: ["bothval"]}),
+    ("02 no match", "/Y", {}),
+    ("03 subtree", "/A/#", {AB: ["abval"], BOTH: ["bothval"]}),
+    ("04 any scope", "/#",
+     {AB: ["abval"], XX: ["xxval"], BOTH: ["bothval"], MID: ["midpost"], REP: ["repold", "repnew"]}),
+    ("05 alternatives", "/X|/M", {XX: ["xxval"], MID: ["midpost"]}),
+    ("06 conjunction", "(/A/B;/C)", {BOTH: ["bothval"]}),
+    ("07 set mid window", "/M", {MID: ["midpost"]}),
+    ("08 replaced: old", "/R", {REP: ["repold"]}),
+    ("09 replaced: new", "/S", {REP: ["repnew"]}),
+    ("10 valid after the window", "/Z", {}),
+    ("or spelled ,", "/R,/Z", {REP: ["repold"]}),
+]  # fmt: skip
+
+
+@pytest.fixture
+def fixtures_5744(ngsi: Ngsi) -> None:
+    for body in FIXTURES:
+        r = ngsi.post(T, json=body)
+        assert r.status_code == 201, r.text
+
+
+def query(ngsi: Ngsi, scope_q: str, **params: str) -> dict[str, dict[str, Any]]:
+    r = ngsi.get(T, params={"type": "Vehicle", "scopeQ": scope_q, **params})
+    assert r.status_code == 200, r.text
+    return {e["id"]: e for e in r.json()}
+
+
+def speeds(entity: dict[str, Any]) -> list[Any]:
+    return [i["value"] for i in entity.get("speed", [])]
+
+
+@pytest.mark.usefixtures("fixtures_5744")
+def test_scope_query_with_validity_over_time(ngsi: Ngsi) -> None:
+    """TP 5744_03_01..11 (§5.7.4.4 S4, §4.18, §4.19, C.5.16): an entity is selected when a scope matching
+    scopeQ was valid in the time range, with only the attribute instances observed while one was;
+    a scope set before the range and still valid in it comes with the entity."""
+    for name, scope_q, expected in CASES_5744:
+        found = query(ngsi, scope_q, **WINDOW)
+        assert list(found) == list(expected), name
+        assert {eid: speeds(e) for eid, e in found.items()} == expected, name
+        r = ngsi.get(T, params={"type": "Vehicle", "scopeQ": scope_q, "count": "true", "limit": "1", **WINDOW})
+        assert r.headers["NGSILD-Results-Count"] == str(len(expected)), name
+        assert [e["id"] for e in r.json()] == list(expected)[:1], name
+    # 5744_03_11: /A/B was set at 10:00, before the window, and is presented with the entity
+    found = query(ngsi, "/A/B", **WINDOW)
+    assert bare(found[AB]["scope"]) == [prop("/A/B", "2026-03-01T10:00:00Z")]
+    assert bare(found[BOTH]["scope"]) == [prop(["/A/B", "/C"], "2026-03-01T10:00:00Z")]
+    # the replaced scope's evolution in the window: the one valid at its start, then its replacement
+    assert bare(query(ngsi, "/R", **WINDOW)[REP]["scope"]) == [
+        prop("/R", "2026-03-01T10:00:00Z"),
+        prop("/S", "2026-03-01T12:30:00Z"),
+    ]
+    assert bare(query(ngsi, "/M", **WINDOW)[MID]["scope"]) == [prop("/M", "2026-03-01T12:10:00Z")]
+    # temporalValues: the same instances
+    r = ngsi.get(T, params={"type": "Vehicle", "scopeQ": "/M", "options": "temporalValues", **WINDOW})
+    assert r.json() == [
+        {
+            "id": MID,
+            "type": "Vehicle",
+            "scope": {"type": "Property", "values": [["/M", "2026-03-01T12:10:00Z"]]},
+            "speed": {"type": "Property", "values": [["midpost", "2026-03-01T12:15:00Z"]]},
+        }
+    ]
+
+
+@pytest.mark.usefixtures("fixtures_5744")
+def test_scope_query_other_time_ranges(ngsi: Ngsi) -> None:
+    """The same validity with before, after, no time range, aggregation and the Query body (§5.7.4, §6.24)."""
+    before = {"timerel": "before", "timeAt": "2026-03-01T12:30:00Z"}
+    assert {k: speeds(v) for k, v in query(ngsi, "/R", **before).items()} == {REP: ["repold"]}
+    assert {k: speeds(v) for k, v in query(ngsi, "/S", **before).items()} == {}
+    after = {"timerel": "after", "timeAt": "2026-03-01T12:10:00Z"}
+    assert {k: speeds(v) for k, v in query(ngsi, "/M", **after).items()} == {MID: ["midpost"]}
+    assert {k: speeds(v) for k, v in query(ngsi, "/R", **after).items()} == {REP: ["repold"]}
+    assert {k: speeds(v) for k, v in query(ngsi, "/Z", **after).items()} == {LATE: []}
+    # no time range: every time a matching scope was valid
+    assert {k: speeds(v) for k, v in query(ngsi, "/M").items()} == {MID: ["midpost"]}
+    assert {k: speeds(v) for k, v in query(ngsi, "/R|/S").items()} == {REP: ["repold", "repnew"]}
+    assert {k: speeds(v) for k, v in query(ngsi, "/Z").items()} == {LATE: []}  # its speed came before
+    # aggregations count the selected instances only
+    params = {"type": "Vehicle", "scopeQ": "/S", "options": "aggregatedValues", "aggrMethods": "totalCount"}
+    r = ngsi.get(T, params={**params, **WINDOW})
+    assert r.json() == [
+        {
+            "id": REP,
+            "type": "Vehicle",
+            "speed": {"type": "Property", "totalCount": [[1, "2026-03-01T12:45:00Z", "2026-03-01T12:45:00Z"]]},
+        }
+    ]
+    # a Query body's scopeQ with its temporalQ
+    temporal_q = {"timerel": "between", "timeAt": WINDOW["timeAt"], "endTimeAt": WINDOW["endTimeAt"]}
+    body = {"type": "Query", "entities": [{"type": "Vehicle"}], "scopeQ": "/M|/S", "temporalQ": temporal_q}
+    r = ngsi.post("/temporal/entityOperations/query", json=body)
+    assert r.status_code == 200, r.text
+    assert {e["id"]: speeds(e) for e in r.json()} == {MID: ["midpost"], REP: ["repnew"]}
+    # other filters still apply
+    assert list(query(ngsi, "/#", idPattern="ab$", **WINDOW)) == [AB]
+    problem(ngsi.get(T, params={"type": "Vehicle", "scopeQ": "/A/", **WINDOW}), 400, "BadRequestData")
+
+
+def test_entities_without_scope_history_keep_the_current_scope(ngsi: Ngsi, db: Database) -> None:
+    """An entity whose scope has no history (stored before scope changes were recorded) is selected by
+    its current scope, as in a query of the current state, with every instance in range."""
+    for eid, scope in (("legacy", "/Legacy"), ("other", "/Other")):
+        ngsi.create({"id": V + eid, "type": "Vehicle", "scope": scope, "speed": prop(1, "2020-01-01T00:00:00Z")})
+    with db.session() as s:
+        s.execute(delete(NgsiAttributeHistory).where(NgsiAttributeHistory.name == SCOPE))
+    found = query(ngsi, "/Legacy")
+    assert list(found) == [V + "legacy"] and speeds(found[V + "legacy"]) == [1] and "scope" not in found[V + "legacy"]
+    assert list(query(ngsi, "/#", timerel="after", timeAt="2019-01-01T00:00:00Z")) == [V + "legacy", V + "other"]
+    assert query(ngsi, "/Nowhere") == {}
+    # a change from now on starts the history: the new scope is valid from now, the old one no more
+    assert ngsi.patch(f"/entities/{V}legacy", json={"scope": "/Moved"}).status_code == 204
+    assert query(ngsi, "/Legacy") == {}
+    assert list(query(ngsi, "/Moved")) == [V + "legacy"] and speeds(query(ngsi, "/Moved")[V + "legacy"]) == []

@@ -75,6 +75,7 @@ from .temporal_query import (
 )
 from .temporal_query import read_rows as read_group
 from .temporal_render import TemporalOptions, render_temporal
+from .temporal_scope import ScopeValidity, carry_scope, window_condition
 
 TEMPORAL = PREFIX + "/temporal"
 #: name IRI -> datasetId ('' default) -> instances (stored form), in the order given
@@ -197,8 +198,12 @@ def evolutions(
     opts: TemporalOptions,
     ctx: ActiveContext,
     max_instances: int,
+    scopes: ScopeValidity | None = None,
 ) -> tuple[list[str], Page | None]:
-    """The temporal representation of each entity (id, types), as JSON text, and where pagination cut it."""
+    """The temporal representation of each entity (id, types), as JSON text, and where pagination cut it.
+
+    The scope is one more member (§4.5.6), with the instance valid when the time range starts; with
+    ``scopes`` (a scopeQ), attribute instances are only read where a matching scope was valid."""
     groups_by_entity = find_groups(session, tenant, [eid for eid, _ in entities], names)
     every: list[Group] = []
     per_attribute = min(tq.last_n, max_instances) if tq.last_n is not None else max_instances
@@ -206,6 +211,11 @@ def evolutions(
         if opts.fmt == "aggregatedValues":  # §4.5.19 aggregates attributes; the scope is not one
             groups_by_entity[eid] = [g for g in groups_by_entity.get(eid, []) if g.name != SCOPE]
         groups = groups_by_entity.get(eid, [])
+        windows = scopes.windows.get(eid) if scopes is not None else None
+        if windows is not None:
+            for g in groups:
+                if g.name != SCOPE:
+                    g.where = window_condition(windows, tq.timeproperty)
         if opts.fmt == "aggregatedValues":
             origin = origin_of(session, tenant, groups, tq) if tq.aggr_period is not None else None
             for g in groups:
@@ -213,6 +223,7 @@ def evolutions(
         else:
             for g in groups:
                 read_group(session, tenant, g, tq, per_attribute, recorded=opts.sys_attrs)
+                carry_scope(session, tenant, g, tq)
         every.extend(groups)
     page = paginate(every, tq, max_instances) if opts.fmt != "aggregatedValues" else None
     bodies = [render_temporal(eid, types, groups_by_entity.get(eid, []), ctx, opts) for eid, types in entities]
@@ -434,12 +445,15 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         # §5.7.4.4: an entity is part of the answer when an instance of it (of attrs) matches the
         # temporal query; attributes are looked for in the history, so a deleted one still counts
         query.having = tq.selects(tenant, attrs)
+        # scopeQ (§5.7.4.4 S4): the scopes valid in the time range (§4.18), from the scope's history
+        scopes = ScopeValidity(query.scope, tq, tenant) if query.scope is not None else None
+        query.scope, query.check = None, scopes
         with _db_session(request) as session:
             check_tenant(session, tenant)
             found, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
             entities = [(e.id, e.types) for e in found]
             names = _picked(attrs, opts)
-            bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances)
+            bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances, scopes)
         headers = _headers(page, {"NGSILD-Results-Count": str(total)} if total is not None else None)
         return respond_text(bodies, ctx, media, status=206 if page else 200, headers=headers)
 
