@@ -267,7 +267,7 @@ def test_temporal_query_by_scope(ngsi: Ngsi) -> None:
     temporal = {"id": B + "t", "type": "Building", "name": [{"type": "Property", "value": "t",
                                                             "observedAt": "2025-01-01T00:00:00Z"}]}  # fmt: skip
     assert_bad(ngsi.post("/temporal/entities", json={**temporal, "scope": "/Bad/"}))
-    assert_bad(ngsi.post("/temporal/entities", json={**temporal, "scope": [{"type": "Property", "value": "/A"}]}))
+    assert_bad(ngsi.post("/temporal/entities", json={**temporal, "scope": [{"type": "Property", "value": "/A/"}]}))
     assert ngsi.post("/temporal/entities", json={**temporal, "scope": ["/Temporal/X"]}).status_code == 201
     assert ids(ngsi.get("/temporal/entities", params={"type": "Building", "scopeQ": "/Temporal/+"})) == [B + "t"]
     assert ids(ngsi.get("/entities", params={"type": "Building", "scopeQ": "/Temporal/#"})) == [B + "t"]

@@ -17,7 +17,15 @@ from ioc.core.auth import Principal
 from ioc.core.db import Database, utcnow
 
 from . import contexts, linked, service
-from .entity import EntityInput, check_name, parse_attribute, parse_attributes, parse_entity, parse_types
+from .entity import (
+    EntityInput,
+    check_name,
+    check_scope,
+    parse_attribute,
+    parse_attributes,
+    parse_entity,
+    parse_types,
+)
 from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_found
 from .events import publish_changes
 from .http import (
@@ -446,8 +454,7 @@ def build_router(broker: Broker) -> APIRouter:
                 # §5.6.5.4: "If the target Attribute is scope, remove the scope Attribute".
                 if entity.scope is None:
                     raise not_found(f"The entity {eid} has no scope.")
-                entity.scope = None
-                cs.touch(entity)
+                cs.set_scope(entity, None)  # recorded as a deletion of the scope (§4.18)
             else:
                 service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
         return Response(status_code=204)
@@ -463,9 +470,10 @@ def build_router(broker: Broker) -> APIRouter:
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object of attributes.")
         attrs = parse_attributes(body, ctx, merge=True)
+        check_scope(body.get("scope"))
         with write_session(request, broker, tenant) as (session, cs):
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            result = service.update(cs, entity, attrs)
+            result = service.update(cs, entity, attrs, scope=body.get("scope"))
         return _update_response(result, ctx)
 
     @router.get("/entities/{entity_id:path}")

@@ -121,6 +121,13 @@ RESERVED_NAMES = frozenset(
     }
 )
 _SCOPE = re.compile(r"^/?[^\W\d_]\w*(/[^\W\d_]\w*)*$")
+#: The core property ``scope`` (§4.18), the name of its temporal evolution in the history.
+SCOPE = NGSI_LD + "scope"
+#: What a scope instance of a temporal representation may carry (§4.5.6): besides ``type`` and
+#: ``value``, only the non-reified temporal properties (the system ones are ignored on input).
+_SCOPE_INSTANCE_MEMBERS = frozenset(
+    {"type", "value", "observedAt", "createdAt", "modifiedAt", "deletedAt", "instanceId"}
+)
 
 
 class Delete:
@@ -137,6 +144,49 @@ def check_scope(scope: Any) -> None:
     scopes = scope if isinstance(scope, list) else [scope]
     if not scopes or not all(isinstance(s, str) and _SCOPE.match(s) for s in scopes):
         raise bad_request("Invalid scope: levels are a letter then letters, digits or _ (§4.18).")
+
+
+def parse_scope_instances(raw: Any) -> list[dict[str, Any]] | None:
+    """The ``scope`` of a temporal representation (§4.5.6): instances (an object or an array of
+    objects ``{"type": "Property", "value": <Scope or array of Scopes>, "observedAt": ...}``) in the
+    stored form, or None when it is given as a plain Scope or array of Scopes (the caller records
+    it as a change made now). 400 BadRequestData for anything else."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) or (isinstance(raw, list) and not any(isinstance(i, dict) for i in raw)):
+        check_scope(raw)
+        return None
+    items = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(i, dict) for i in items):
+        raise bad_request("scope: an array of instances holds only instances (objects).")
+    return [parse_scope_instance(item) for item in items]
+
+
+def parse_scope_instance(raw: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """One instance of the temporal evolution of a scope, stored as ``{"type": "Property", "value": ...}``
+    with its ``observedAt`` when given; ``partial`` (a modification of an instance) lets the value out."""
+    extra = sorted(k for k in raw if k not in _SCOPE_INSTANCE_MEMBERS)
+    if extra:
+        listed = ", ".join(extra)
+        raise bad_request(f"scope: an instance carries only type, value and observedAt, not {listed} (§4.5.6).")
+    kind = raw.get("type", "Property")
+    if kind not in ("Property", NGSI_LD + "Property"):
+        raise bad_request("scope: an instance is a Property (§4.5.6).")
+    doc: dict[str, Any] = {"type": "Property"}
+    if "value" in raw:
+        if raw["value"] is None:
+            raise bad_request("scope: the value of an instance is a Scope or an array of Scopes.")
+        check_scope(raw["value"])
+        doc["value"] = raw["value"]
+    elif not partial:
+        raise bad_request("scope: an instance needs a value.")
+    if "observedAt" in raw:
+        observed = raw["observedAt"]
+        parse_datetime(observed, "scope: observedAt")
+        if STRICT_INPUT.get() and not _UTC_DATETIME.match(observed):
+            raise bad_request("scope: observedAt must be a UTC DateTime ending in Z (§4.6.3).")
+        doc["observedAt"] = observed
+    return doc
 
 
 @dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, exists, func, select, true
 from sqlalchemy.orm import Session
@@ -26,6 +27,17 @@ _SAFE_REGEX = re.compile(r"^[\w\s.*+?^$:\-\[\]\\/|(){},#@=]*$")
 SCAN_CHUNK = 5000
 
 
+class EntityCheck(Protocol):
+    """A condition on entities decided with more than their current state (the temporal API's scopeQ
+    reads the history of the scope): a SQL prefilter, then an exact check of each candidate."""
+
+    def sql(self, dialect: str) -> ColumnElement[bool]: ...
+
+    def prefetch(self, session: Session, entities: Iterable[StoredEntity]) -> None: ...
+
+    def holds(self, entity: StoredEntity) -> bool: ...
+
+
 @dataclass
 class EntityQuery:
     ids: list[str] | None = None
@@ -38,6 +50,7 @@ class EntityQuery:
     readable: set[str] | None = None  # public types only (anonymous readers)
     selectors: list[Selector] | None = None  # several EntitySelectors (any may match), checked in Python
     having: ColumnElement[bool] | None = None  # one more SQL condition on NgsiEntity (the temporal API's)
+    check: EntityCheck | None = None  # one more condition, checked in Python (the temporal API's scopeQ)
 
 
 @dataclass
@@ -101,6 +114,9 @@ def _conditions(
         exact = exact and scope_exact
     if query.having is not None:
         conds.append(query.having)
+    if query.check is not None:
+        conds.append(query.check.sql(session.get_bind().dialect.name))
+        exact = False
     sure: ColumnElement[bool] | None = true() if exact else None
     if query.q is not None:
         # With a geo-query the grid cells drive the scan and q's terms are correlated EXISTS, one
@@ -126,6 +142,8 @@ def matches(entity: StoredEntity, query: EntityQuery, ctx: ActiveContext, resolv
     if query.id_pattern is not None and not query.id_pattern.search(entity.id):
         return False
     if query.scope is not None and not scope_matches(query.scope, entity.scope):
+        return False
+    if query.check is not None and not query.check.holds(entity):
         return False
     if query.q is not None and not q_matches(query.q, entity, ctx, resolve):
         return False
@@ -211,6 +229,8 @@ def run_query(
         candidates = {e.pk: e for e in load_by_pks(session, undecided, names=needed)} if undecided else {}
         if linked is not None:
             linked.prefetch(list(candidates.values()))
+        if query.check is not None:
+            query.check.prefetch(session, candidates.values())
         for pk in pks:
             verdict = verdicts.get(pk)
             if verdict is None:

@@ -60,8 +60,9 @@ def create(cs: ChangeSet, existing: StoredEntity | None, inp: EntityInput) -> St
 def replace(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
     """Replace every attribute and the types, keeping the id and createdAt (PUT, upsert)."""
     entity.types = list(inp.types)
-    entity.scope = inp.scope
     cs.touch(entity, types=True)
+    if inp.scope is not None or entity.scope is not None:
+        cs.set_scope(entity, inp.scope)
     for name, per_ds in list(entity.attrs.items()):
         for ds in list(per_ds):
             if not (name in inp.attrs and ds in inp.attrs[name]):
@@ -117,8 +118,7 @@ def merge(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
     check_model([t for t in entity.types if t not in inp.types], inp.attrs)  # inp's own types: checked when parsed
     _add_types(cs, entity, inp.types)
     if inp.scope is not None:
-        entity.scope = inp.scope
-        cs.touch(entity)
+        cs.set_scope(entity, inp.scope)
     for name, per_ds in inp.attrs.items():
         for ds, doc in per_ds.items():
             current = entity.attrs.get(name, {}).get(ds)
@@ -138,8 +138,7 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
     result = UpdateResult()
     _add_types(cs, entity, inp.types)
     if inp.scope is not None:
-        entity.scope = inp.scope
-        cs.touch(entity)
+        cs.set_scope(entity, inp.scope)
     for name, per_ds in inp.attrs.items():
         for ds, doc in per_ds.items():
             if isinstance(doc, Delete):
@@ -152,12 +151,15 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
     return result
 
 
-def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn) -> UpdateResult:
+def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn, *, scope: Any = None) -> UpdateResult:
     """Update Entity Attributes (PATCH /entities/{id}/attrs, §5.6.2): existing attributes are
     replaced and missing ones appended (the suite's 011_01_03, 046_20/23–30; the §5.6.2 text of
-    v1.9); an NGSI-LD Null for an attribute that is not there is reported as not updated."""
+    v1.9); an NGSI-LD Null for an attribute that is not there is reported as not updated. A
+    ``scope`` in the fragment replaces the entity's scope."""
     check_model(entity.types, attrs)
     result = UpdateResult()
+    if scope is not None:
+        cs.set_scope(entity, scope)
     for name, per_ds in attrs.items():
         for ds, doc in per_ds.items():
             current = entity.attrs.get(name, {}).get(ds)

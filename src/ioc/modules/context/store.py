@@ -25,7 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ioc.core.db import UTCDateTime
 from ioc.core.geo import GeometryError, geojson_bbox
 
-from .entity import parse_datetime
+from .entity import SCOPE, format_datetime, parse_datetime
 from .errors import NgsiError
 from .models import NgsiAttribute, NgsiAttributeHistory, NgsiEntity, NgsiEntityType, NgsiTenant
 
@@ -144,6 +144,8 @@ class ChangeSet:
     def create(self, entity: StoredEntity) -> None:
         self.new.append(entity)
         ev = self._event(entity, "created")
+        if entity.scope is not None:
+            self._scope_history(entity, "create", entity.scope)
         for name, per_ds in entity.attrs.items():
             for ds, inst in per_ds.items():
                 self._history(entity, name, ds, "create", inst)
@@ -186,10 +188,23 @@ class ChangeSet:
         self.touch(entity)
         self._event(entity, "updated").deleted.setdefault(name, []).append(ds)
 
+    def set_scope(self, entity: StoredEntity, scope: Any) -> None:
+        """Set the entity's scope (a Scope or an array of them) or remove it (None); either is a new
+        instance of the scope's temporal evolution (§4.18), observed when it is made (§4.5.6)."""
+        before = entity.scope
+        entity.scope = scope
+        self.touch(entity)
+        if scope is not None:
+            self._scope_history(entity, "create" if before is None else "update", scope)
+        elif before is not None:
+            self._scope_history(entity, "delete", None)
+
     def drop(self, entity: StoredEntity) -> None:
         for name, per_ds in entity.attrs.items():
             for ds in per_ds:
                 self._history(entity, name, ds, "delete", None)
+        if entity.scope is not None:  # a scope is valid until removed, by an update or a delete (§4.18)
+            self._scope_history(entity, "delete", None)
         if entity.pk is None:
             self.new = [e for e in self.new if e is not entity]
         else:
@@ -198,6 +213,28 @@ class ChangeSet:
         for key in [k for k in self.put if k[0] == entity.id]:
             del self.put[key]
         self._event(entity, "deleted")
+
+    def _scope_history(self, entity: StoredEntity, op: str, scope: Any) -> None:
+        """A row of the scope's temporal evolution: a Property whose ``observedAt`` is a copy of the
+        change's ``modifiedAt`` (§4.5.6), or a deletion, timed alike so that it ends the validity of
+        the scope before it on either time axis."""
+        stamp = format_datetime(self.now)
+        doc = {"type": "Property", "value": scope, "observedAt": stamp} if scope is not None else None
+        self.history.append(
+            {
+                "tenant": self.tenant,
+                "entity_id": entity.id,
+                "name": SCOPE,
+                "dataset_id": "",
+                "instance_id": instance_id(),
+                "op": op,
+                "kind": "Property",
+                "value_num": None,
+                "doc": doc,
+                "observed_at": parse_datetime(stamp, "observedAt"),
+                "recorded_at": self.now,
+            }
+        )
 
     def _history(self, entity: StoredEntity, name: str, ds: str, op: str, inst: Instance | None) -> None:
         doc = inst.doc if inst is not None else None

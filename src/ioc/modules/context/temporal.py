@@ -26,12 +26,14 @@ from .batch import _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
     NULL,
+    SCOPE,
     STRICT_INPUT,
     EntityInput,
     check_name,
-    check_scope,
     parse_attribute,
     parse_datetime,
+    parse_scope_instance,
+    parse_scope_instances,
     parse_types,
 )
 from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_found
@@ -73,6 +75,7 @@ from .temporal_query import (
 )
 from .temporal_query import read_rows as read_group
 from .temporal_render import TemporalOptions, render_temporal
+from .temporal_scope import ScopeValidity, carry_scope, window_condition
 
 TEMPORAL = PREFIX + "/temporal"
 #: name IRI -> datasetId ('' default) -> instances (stored form), in the order given
@@ -195,13 +198,24 @@ def evolutions(
     opts: TemporalOptions,
     ctx: ActiveContext,
     max_instances: int,
+    scopes: ScopeValidity | None = None,
 ) -> tuple[list[str], Page | None]:
-    """The temporal representation of each entity (id, types), as JSON text, and where pagination cut it."""
+    """The temporal representation of each entity (id, types), as JSON text, and where pagination cut it.
+
+    The scope is one more member (§4.5.6), with the instance valid when the time range starts; with
+    ``scopes`` (a scopeQ), attribute instances are only read where a matching scope was valid."""
     groups_by_entity = find_groups(session, tenant, [eid for eid, _ in entities], names)
     every: list[Group] = []
     per_attribute = min(tq.last_n, max_instances) if tq.last_n is not None else max_instances
     for eid, _ in entities:
+        if opts.fmt == "aggregatedValues":  # §4.5.19 aggregates attributes; the scope is not one
+            groups_by_entity[eid] = [g for g in groups_by_entity.get(eid, []) if g.name != SCOPE]
         groups = groups_by_entity.get(eid, [])
+        windows = scopes.windows.get(eid) if scopes is not None else None
+        if windows is not None:
+            for g in groups:
+                if g.name != SCOPE:
+                    g.where = window_condition(windows, tq.timeproperty)
         if opts.fmt == "aggregatedValues":
             origin = origin_of(session, tenant, groups, tq) if tq.aggr_period is not None else None
             for g in groups:
@@ -209,6 +223,7 @@ def evolutions(
         else:
             for g in groups:
                 read_group(session, tenant, g, tq, per_attribute, recorded=opts.sys_attrs)
+                carry_scope(session, tenant, g, tq)
         every.extend(groups)
     page = paginate(every, tq, max_instances) if opts.fmt != "aggregatedValues" else None
     bodies = [render_temporal(eid, types, groups_by_entity.get(eid, []), ctx, opts) for eid, types in entities]
@@ -352,6 +367,37 @@ def add_instances(session: Session, cs: ChangeSet, entity: StoredEntity, instanc
     cs.history.extend(rows)
 
 
+def _scope_time(doc: dict[str, Any], cs: ChangeSet) -> datetime:
+    observed = _observed(doc)
+    return observed if observed is not None else cs.now
+
+
+def add_scope_instances(session: Session, cs: ChangeSet, entity: StoredEntity, given: list[dict[str, Any]]) -> None:
+    """Record instances of the scope's temporal evolution (§4.5.6); an instance without observedAt is
+    observed when it is recorded. The latest of them becomes the entity's scope unless the scope
+    already recorded changed later (§4.18: a scope is valid from when it is set until removed)."""
+    docs = [d if "observedAt" in d else {**d, "observedAt": format_time(cs.now)} for d in _one_per_time(given)]
+    _replace_same_times(session, cs, entity, SCOPE, "", docs)
+    latest = _latest(docs)
+    last = None
+    if entity.pk is not None:
+        last = session.execute(
+            select(H.observed_at)
+            .where(H.tenant == cs.tenant, H.entity_id == entity.id, H.name == SCOPE, H.observed_at.is_not(None))
+            .order_by(H.observed_at.desc(), H.id.desc())
+            .limit(1)
+        ).scalar()
+    had = entity.pk is not None and (last is not None or entity.scope is not None)
+    if last is None or _scope_time(latest, cs) >= last:
+        entity.scope = latest["value"]
+        cs.touch(entity)
+    # create (or set_scope) recorded the scope as a change made now: the instances replace it
+    cs.history = [h for h in cs.history if not (h["entity_id"] == entity.id and h["name"] == SCOPE)]
+    cs.history.extend(
+        _history_row(cs, entity.id, SCOPE, "", "update" if had or i else "create", doc) for i, doc in enumerate(docs)
+    )
+
+
 def _audit(session: Session, principal: Principal | None, action: str, entity_id: str, **after: Any) -> None:
     audit.record(session, principal, action, "ngsild_entity", entity_id, after=after or None)
 
@@ -399,12 +445,15 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         # §5.7.4.4: an entity is part of the answer when an instance of it (of attrs) matches the
         # temporal query; attributes are looked for in the history, so a deleted one still counts
         query.having = tq.selects(tenant, attrs)
+        # scopeQ (§5.7.4.4 S4): the scopes valid in the time range (§4.18), from the scope's history
+        scopes = ScopeValidity(query.scope, tq, tenant) if query.scope is not None else None
+        query.scope, query.check = None, scopes
         with _db_session(request) as session:
             check_tenant(session, tenant)
             found, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
             entities = [(e.id, e.types) for e in found]
             names = _picked(attrs, opts)
-            bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances)
+            bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances, scopes)
         headers = _headers(page, {"NGSILD-Results-Count": str(total)} if total is not None else None)
         return respond_text(bodies, ctx, media, status=206 if page else 200, headers=headers)
 
@@ -450,7 +499,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             raise bad_request("The entity has no id.")
         eid = _entity_id(raw_id)
         types = parse_types(body.get("type", body.get("@type")), ctx, required=False)
-        check_scope(body.get("scope"))
+        scopes = parse_scope_instances(body.get("scope"))
         instances = parse_instances(body, ctx)
         with write_session(request, broker, tenant) as (session, cs):
             entity = load_entities(session, tenant, [eid]).get(eid)
@@ -461,14 +510,19 @@ def build_temporal_router(broker: Broker) -> APIRouter:
                 latest: dict[str, dict[str, dict[str, Any] | Any]] = {
                     name: {ds: _latest(docs) for ds, docs in per_ds.items()} for name, per_ds in instances.items()
                 }
-                entity = new_entity(EntityInput(eid, types, body.get("scope"), latest), cs)
+                scope = _latest(scopes)["value"] if scopes else body.get("scope")
+                entity = new_entity(EntityInput(eid, types, scope, latest), cs)
                 cs.create(entity)
             else:
                 added = [t for t in types if t not in entity.types]
                 if added:
                     entity.types = [*entity.types, *added]
                     cs.touch(entity, types=True)
+                if scopes is None and body.get("scope") is not None:
+                    cs.set_scope(entity, body["scope"])
             add_instances(session, cs, entity, instances)
+            if scopes:
+                add_scope_instances(session, cs, entity, scopes)
         if not created:
             return Response(status_code=204)
         headers = {"Location": f"{TEMPORAL}/entities/{quote(eid, safe=':')}"}
@@ -488,13 +542,18 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         if body.get("id", eid) != eid:
             raise bad_request("The id in the body differs from the id in the URL.")
         instances = parse_instances(body, ctx)
-        if not instances:
+        scopes = parse_scope_instances(body.get("scope"))
+        if not instances and body.get("scope") is None:
             raise bad_request("The body has no attribute instances.")
         with write_session(request, broker, tenant) as (session, cs):
             entity = load_entities(session, tenant, [eid]).get(eid)
             if entity is None:
                 raise not_found(f"The entity {eid} does not exist.")
             add_instances(session, cs, entity, instances)
+            if scopes:
+                add_scope_instances(session, cs, entity, scopes)
+            elif body.get("scope") is not None:
+                cs.set_scope(entity, body["scope"])
         return Response(status_code=204)
 
     @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}/{instance_id}")
@@ -525,7 +584,11 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             old = dict(row.doc or {})
             if "type" not in fragment and "type" in old:
                 fragment["type"] = old["type"]
-            parsed = parse_attribute(name, fragment, ctx, partial=True)
+            parsed = (
+                parse_scope_instance(fragment, partial=True)
+                if name == SCOPE
+                else parse_attribute(name, fragment, ctx, partial=True)
+            )
             assert isinstance(parsed, dict)
             doc = {**old, **parsed}
             if "datasetId" in old:  # an instance stays in its datasetId
@@ -584,6 +647,10 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             removed = int(getattr(result, "rowcount", 0) or 0)
             per_ds = entity.attrs.get(name, {})
             targets = list(per_ds) if delete_all else [d for d in [dataset_id or ""] if d in per_ds]
+            if name == SCOPE and entity.scope is not None:  # the scope's history goes, and so does the scope
+                entity.scope = None
+                cs.touch(entity)
+                targets = [""]
             if not removed and not targets:
                 raise not_found(
                     f"The entity {eid} has no attribute {attr_id}" + (f" ({dataset_id})." if dataset_id else ".")

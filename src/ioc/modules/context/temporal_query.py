@@ -255,6 +255,8 @@ class Group:
     paged_out: bool = False  # it had instances in range, pagination cut them all (rendered empty)
     aggregates: dict[str, list[Bucket]] = field(default_factory=dict)  # datasetId -> buckets
     kinds: dict[str, str] = field(default_factory=dict)  # datasetId -> attribute type
+    #: one more condition on the instances read (a temporal scopeQ: the times a matching scope was valid)
+    where: ColumnElement[bool] | None = None
 
     def datasets(self) -> list[str]:
         found = {r.dataset_id for r in self.rows} | set(self.aggregates) | set(self.kinds)
@@ -279,7 +281,7 @@ def format_time(raw: Any) -> str | None:
     return to_datetime(raw).isoformat(timespec="milliseconds")[:-6] + "Z"  # ...+00:00 -> Z
 
 
-def _raw_columns(session: Session, col: Any) -> tuple[Any, Any, Any]:
+def raw_columns(session: Session, col: Any) -> tuple[Any, Any, Any]:
     """(document text, time, recorded time) without the ORM types' conversions."""
     if session.get_bind().dialect.name == "postgresql":
         naked = DateTime(timezone=True)
@@ -327,12 +329,16 @@ _SKIP_SCAN = text(
 
 
 def _where(tenant: str, g: Group, tq: TemporalQuery) -> list[ColumnElement[bool]]:
-    return [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, *tq.conditions()]
+    where = [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, *tq.conditions()]
+    if g.where is not None:
+        where.append(g.where)
+    return where
 
 
 def _live_kind(session: Session, tenant: str, g: Group) -> str:
     """The attribute's type, from its instances (a deletion row does not record it)."""
-    kind = session.connection().execute(select(H.kind).where(*_where(tenant, g, TemporalQuery())).limit(1))
+    where = [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, *TemporalQuery().conditions()]
+    kind = session.connection().execute(select(H.kind).where(*where).limit(1))
     return kind.scalar() or "Property"
 
 
@@ -345,7 +351,7 @@ def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit:
         order = [col.desc().nulls_last() if tq.timerel is None else col.desc(), H.id.desc()]
     else:
         order = [col.asc().nulls_first() if tq.timerel is None else col.asc(), H.id.asc()]
-    doc, t, rec = _raw_columns(session, col)
+    doc, t, rec = raw_columns(session, col)
     stmt = (
         select(H.instance_id, H.dataset_id, doc, H.value_num, t, rec if recorded else null(), H.kind)
         .where(*_where(tenant, g, tq))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from .entity import NULL, VALUE_KEY
+from .entity import NULL, SCOPE, VALUE_KEY
 from .ld import ActiveContext
 from .render import RenderOptions, render_doc
 from .temporal_query import Group, Row, format_time, instance_value
@@ -121,7 +121,7 @@ def _has_content(g: Group, fmt: str) -> bool:
 def _deletion(row: Row, g: Group, _ctx: ActiveContext, _opts: RenderOptions, _sys_attrs: bool) -> str:
     """A deletion of the attribute (``timeproperty=deletedAt``): its value member set to NGSI-LD Null."""
     kind = g.kinds.get(row.dataset_id, g.kind)
-    item: dict[str, Any] = {"type": kind, VALUE_KEY.get(kind, "value"): _null_of(kind)}
+    item: dict[str, Any] = {"type": kind, VALUE_KEY.get(kind, "value"): _null_of(kind, g.name)}
     if row.dataset_id:
         item["datasetId"] = row.dataset_id
     item["instanceId"] = row.instance_id
@@ -129,8 +129,11 @@ def _deletion(row: Row, g: Group, _ctx: ActiveContext, _opts: RenderOptions, _sy
     return json.dumps(item)
 
 
-def _null_of(kind: str) -> Any:
-    """The value of a deleted attribute (§5.2.1): ``urn:ngsi-ld:null``, in a languageMap under ``@none``."""
+def _null_of(kind: str, name: str = "") -> Any:
+    """The value of a deleted attribute (§5.2.1): ``urn:ngsi-ld:null``, in a languageMap under ``@none``;
+    a removed scope has no Scope left, an empty array (as the ETSI suite's 020_19/020_20 expect)."""
+    if name == SCOPE:
+        return []
     return {"@none": NULL} if kind == "LanguageProperty" else NULL
 
 
@@ -156,7 +159,7 @@ def _simplified(g: Group, ds: str, ctx: ActiveContext, timeproperty: str = "obse
             continue
         value: Any
         if timeproperty == "deletedAt":
-            value = _null_of(kind)
+            value = _null_of(kind, g.name)
         elif kind == "Property" and r.value_num is not None and not r.value_num.is_integer():
             value = r.value_num
         elif kind == "Property" and r.value_num is not None:
