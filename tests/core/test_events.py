@@ -389,7 +389,7 @@ def test_a_commit_wakes_the_bus_before_the_poll_interval(settings: Any, db: Data
 def test_commits_within_the_round_gap_share_one_round(db: Database) -> None:
     """A round at most every ``round_gap_seconds``: the commits made meanwhile are handled
     together (one consumer batch), not one round each; after a quiet spell, at once."""
-    bus = EventBus(db, poll_seconds=300, round_gap_seconds=0.6)
+    bus = EventBus(db, poll_seconds=300, round_gap_seconds=1.0)
     delivered: dict[int, float] = {}
     bus.listen("*", lambda e: delivered.setdefault(e.payload["n"], time.monotonic()))
     bus.consume("gap", "*", record_handler())
@@ -398,25 +398,25 @@ def test_commits_within_the_round_gap_share_one_round(db: Database) -> None:
         assert bus.wait_listening(10)
         # the start's rounds (and, on PostgreSQL, the one LISTEN's start asks for) are more than a
         # gap ago: the next commit is handled at once
-        time.sleep(1.5)
+        time.sleep(2.2)
         sent = time.monotonic()
         emit(db, THING, 1)
         wait_for(lambda: 1 in delivered, what="event 1")
-        assert delivered[1] - sent < 0.3
+        assert delivered[1] - sent < 0.6
         wait_for(lambda: len(consumed(db)) == 1, what="the consumer to handle event 1")
         runs = bus.stats.consumer_runs
         for n in range(2, 7):  # five commits, each waking the bus, within its gap
             emit(db, THING, n)
         wait_for(lambda: len(delivered) == 6, what="events 2-6")
         wait_for(lambda: len(consumed(db)) == 6, what="the consumer to handle events 2-6")
-        assert delivered[2] - delivered[1] >= 0.5  # not before the gap since the round of event 1
-        assert max(delivered.values()) - delivered[2] < 0.05  # all in one dispatch round
+        assert delivered[2] - delivered[1] >= 0.9  # not before the gap since the round of event 1
+        assert max(delivered.values()) - delivered[2] < 0.2  # all in one dispatch round
         assert bus.stats.consumer_runs == runs + 1  # one consumer batch for the five commits
         stopping = time.monotonic()
         emit(db, THING, 7)  # wakes the threads into their gap: stop() does not wait it out
     finally:
         bus.stop()
-    assert time.monotonic() - stopping < 0.5
+    assert time.monotonic() - stopping < 0.8
 
 
 # --------------------------------------------------------------------------- durable consumers
