@@ -12,7 +12,7 @@ import logging
 from ioc.core.registry import MapLayer, ModuleContext
 
 from . import validation
-from .api import PREFIX, build_router
+from .api import PREFIX, build_fallback_router, build_router
 from .contexts import DbContextSource
 from .devices import build_router as build_device_router
 from .devices import demo_seeder
@@ -48,11 +48,13 @@ def setup(ctx: ModuleContext) -> None:
     )
     broker = Broker(settings, loader)
     ctx.extra["ngsild_broker"] = broker
-    ctx.registry.add_router(build_temporal_router(broker))  # before the main router and its catch-all
+    # Routes are tried one after another: the entities' first (most requests), the catch-all last.
+    ctx.registry.add_router(build_router(broker))
+    ctx.registry.add_router(build_temporal_router(broker))
     notify_settings = NotifySettings()
     notifier = Notifier(ctx.db, notify_settings, lambda: ctx.bus.running)
-    ctx.registry.add_router(build_subscription_router(broker, notifier))  # before the catch-all too
-    ctx.registry.add_router(build_router(broker))
+    ctx.registry.add_router(build_subscription_router(broker, notifier))
+    ctx.registry.add_router(build_fallback_router())
     ctx.registry.add_permission(
         "context:write", "Ghi dữ liệu ngữ cảnh NGSI-LD / write NGSI-LD context data", roles=("admin", "operator")
     )

@@ -363,6 +363,60 @@ def build_router(broker: Broker) -> APIRouter:
                 cs.drop(entity)
         return Response(status_code=204)
 
+    # An entity and its attributes, the most frequent requests, come first: routes are tried one
+    # after another. Their entity_id never holds an /attrs segment (errors.EntityIdConvertor), so
+    # they cannot take an attribute's path, whatever the order.
+    @router.get("/entities/{entity_id:entity_id}")
+    async def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+        return await read_by_key(request, _retrieve_entity, entity_id, request, principal)
+
+    def _retrieve_entity(entity_id: str, request: Request, principal: Principal | None) -> Response:
+        check_params(request, P_RETRIEVE)
+        media = accept(request, geo=True)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        if "geometryProperty" in request.query_params and media != GEOJSON:
+            raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.1.4).")
+        opts = render_options(request, ctx)
+        join = linked.join_param(request.query_params, ctx)
+        with _db(request).session() as session:
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
+            if readable is not None and not set(entity.types) & readable:
+                raise NgsiError(
+                    "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
+                )
+            _require_some_attr(entity, csv_param(request, "attrs"), ctx)
+            items = linked.render_joined(session, tenant, [entity], ctx, opts, join, readable)
+        if not items[0][1] and ("pick" in request.query_params or "omit" in request.query_params):
+            # §4.21 (v1.8.1, TP 018_19): no member of the entity is left to show
+            raise NgsiError("ResourceNotFound", f"Nothing of the entity {eid} is left after pick/omit.")
+        if len(items) > 1:  # join=flat found Linked Entities: an array of entities (§4.5.23.2)
+            return _entities_response(request, items, ctx, opts, media, {})
+        if media == GEOJSON:
+            geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
+            feature = geojson_feature(entity, ctx, opts, geo_prop, items[0][1])
+            return respond(feature, ctx, media, body_json=prefers_json_body(request))
+        return respond(items[0][1], ctx, media)
+
+    @router.patch("/entities/{entity_id:entity_id}/attrs")
+    def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+        check_params(request, P_WRITE)
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw, patch=True)
+        ctx = body_context(broker, request, body, ct)
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a JSON object of attributes.")
+        attrs = parse_attributes(body, ctx, merge=True)
+        check_scope(body.get("scope"))
+        with write_session(request, broker, tenant) as (session, cs):
+            entity = _load_one(session, tenant, eid, _gate(request, ctx))
+            result = service.update(cs, entity, attrs, scope=body.get("scope"))
+        return _update_response(result, ctx)
+
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
     @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)
     def no_attr_get(request: Request) -> Response:
@@ -458,57 +512,6 @@ def build_router(broker: Broker) -> APIRouter:
             else:
                 service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
         return Response(status_code=204)
-
-    @router.patch("/entities/{entity_id:path}/attrs")
-    def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw, patch=True)
-        ctx = body_context(broker, request, body, ct)
-        if not isinstance(body, dict):
-            raise bad_request("The body must be a JSON object of attributes.")
-        attrs = parse_attributes(body, ctx, merge=True)
-        check_scope(body.get("scope"))
-        with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            result = service.update(cs, entity, attrs, scope=body.get("scope"))
-        return _update_response(result, ctx)
-
-    @router.get("/entities/{entity_id:path}")
-    async def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
-        return await read_by_key(request, _retrieve_entity, entity_id, request, principal)
-
-    def _retrieve_entity(entity_id: str, request: Request, principal: Principal | None) -> Response:
-        check_params(request, P_RETRIEVE)
-        media = accept(request, geo=True)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        ctx = query_context(broker, request)
-        readable = readable_types(broker, principal)
-        if "geometryProperty" in request.query_params and media != GEOJSON:
-            raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.1.4).")
-        opts = render_options(request, ctx)
-        join = linked.join_param(request.query_params, ctx)
-        with _db(request).session() as session:
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            if readable is not None and not set(entity.types) & readable:
-                raise NgsiError(
-                    "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
-                )
-            _require_some_attr(entity, csv_param(request, "attrs"), ctx)
-            items = linked.render_joined(session, tenant, [entity], ctx, opts, join, readable)
-        if not items[0][1] and ("pick" in request.query_params or "omit" in request.query_params):
-            # §4.21 (v1.8.1, TP 018_19): no member of the entity is left to show
-            raise NgsiError("ResourceNotFound", f"Nothing of the entity {eid} is left after pick/omit.")
-        if len(items) > 1:  # join=flat found Linked Entities: an array of entities (§4.5.23.2)
-            return _entities_response(request, items, ctx, opts, media, {})
-        if media == GEOJSON:
-            geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
-            feature = geojson_feature(entity, ctx, opts, geo_prop, items[0][1])
-            return respond(feature, ctx, media, body_json=prefers_json_body(request))
-        return respond(items[0][1], ctx, media)
 
     @router.delete("/entities/{entity_id:path}")
     def delete_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
@@ -768,8 +771,15 @@ def build_router(broker: Broker) -> APIRouter:
 
     add_batch_routes(router, broker)
 
-    # ------------------------------------------------------------------ fallback (last)
-    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    return router
+
+
+def build_fallback_router() -> APIRouter:
+    """The NGSI-LD answer, a ProblemDetails 404, for a path under the API that no route serves:
+    included after every other NGSI-LD router."""
+    router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, include_in_schema=False)
+
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest: str) -> Response:
         raise not_found(f"No NGSI-LD resource /{rest}.")
 

@@ -16,6 +16,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
@@ -129,6 +130,24 @@ def convert(exc: Exception) -> NgsiError:
 _BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
 
 
+class EntityIdConvertor(Convertor[str]):
+    """``{entity_id:entity_id}`` in a route: an entity id (a URI, which may hold ``/``) that has no
+    ``/attrs`` segment, where an entity's attributes begin: ``/entities/{id}`` and
+    ``/entities/{id}/attrs`` then never take the path of an attribute, in whatever order the
+    routes are tried."""
+
+    regex = r"(?:(?!/attrs(?:/|$)).)+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("entity_id", EntityIdConvertor())
+
+
 class NgsiRoute(APIRoute):
     """An APIRoute whose every error is answered as NGSI-LD ProblemDetails.
 
@@ -137,7 +156,17 @@ class NgsiRoute(APIRoute):
     among them, build URLs both ways, so routes match the path without it.
     """
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        # The path up to its first parameter: a request path that does not hold it cannot match,
+        # and is turned away without the route's regular expression (a request is tried against
+        # the routes one after another).
+        self.literal_prefix = self.path.split("{", 1)[0]
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("type") == "http" and self.literal_prefix not in scope.get("path", ""):
+            # (the path the route sees is the request's without root_path: a part of it)
+            return Match.NONE, {}
         path = scope.get("path", "")
         if scope.get("type") == "http" and len(path) > 1 and path.endswith("/") and "/ngsi-ld/" in path:
             scope = {**scope, "path": path.rstrip("/") or "/"}
