@@ -247,6 +247,18 @@ def _update_response(result: service.UpdateResult, ctx: ActiveContext) -> Respon
 def build_router(broker: Broker) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD"])
 
+    def entity_write(
+        request: Request, principal: Principal | None, entity_id: str, raw: bytes, *, patch: bool
+    ) -> tuple[str, str, Any, ActiveContext]:
+        """What a write to one entity checks and reads first, in this order: its parameters, the
+        caller's right to write, the tenant, the id, then the body and its @context."""
+        check_params(request, P_WRITE)
+        require_write(broker, principal)
+        tenant = tenant_of(request)
+        eid = _entity_id(entity_id)
+        body, ct = read_json(request, raw, patch=patch)
+        return tenant, eid, body, body_context(broker, request, body, ct)
+
     # ------------------------------------------------------------------ entities
     @router.post("/entities", status_code=201)
     def create_entity(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -402,12 +414,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.patch("/entities/{entity_id:entity_id}/attrs")
     def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw, patch=True)
-        ctx = body_context(broker, request, body, ct)
+        tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object of attributes.")
         attrs = parse_attributes(body, ctx, merge=True)
@@ -424,12 +431,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.post("/entities/{entity_id:path}/attrs")
     def append_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw)
-        ctx = body_context(broker, request, body, ct)
+        tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=False)
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object of attributes.")
         inp = parse_entity({**body, "id": eid}, ctx, require_type=False)
@@ -443,12 +445,7 @@ def build_router(broker: Broker) -> APIRouter:
     def partial_attr_update(
         entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
     ) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw, patch=True)
-        ctx = body_context(broker, request, body, ct)
+        tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         if not isinstance(body, dict):
             raise bad_request("The body must be an attribute fragment (a JSON object).")
         if attr_id == "scope":
@@ -481,12 +478,7 @@ def build_router(broker: Broker) -> APIRouter:
     def replace_attr(
         entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
     ) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw)
-        ctx = body_context(broker, request, body, ct)
+        tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=False)
         check_name(attr_id)
         name = ctx.expand(attr_id)
         if isinstance(body, dict):
@@ -526,12 +518,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.patch("/entities/{entity_id:path}")
     def merge_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw, patch=True)
-        ctx = body_context(broker, request, body, ct)
+        tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         inp = _fragment(body, ctx, eid, merge=True)
         with write_session(request, broker, tenant) as (session, cs):
             service.merge(cs, _load_one(session, tenant, eid, _gate(request, ctx)), inp)
@@ -539,12 +526,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.put("/entities/{entity_id:path}")
     def replace_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
-        check_params(request, P_WRITE)
-        require_write(broker, principal)
-        tenant = tenant_of(request)
-        eid = _entity_id(entity_id)
-        body, ct = read_json(request, raw)
-        ctx = body_context(broker, request, body, ct)
+        tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=False)
         inp = _fragment(body, ctx, eid, merge=False)
         if not inp.types:
             raise bad_request("A replacing entity needs a type.")
