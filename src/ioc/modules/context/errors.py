@@ -164,12 +164,13 @@ class NgsiRoute(APIRoute):
         self.literal_prefix = self.path.split("{", 1)[0]
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope.get("type") == "http" and self.literal_prefix not in scope.get("path", ""):
-            # (the path the route sees is the request's without root_path: a part of it)
-            return Match.NONE, {}
-        path = scope.get("path", "")
-        if scope.get("type") == "http" and len(path) > 1 and path.endswith("/") and "/ngsi-ld/" in path:
-            scope = {**scope, "path": path.rstrip("/") or "/"}
+        if scope.get("type") == "http":
+            path = scope.get("path", "")
+            if self.literal_prefix not in path:
+                # (the path the route sees is the request's without root_path: a part of it)
+                return Match.NONE, {}
+            if len(path) > 1 and path.endswith("/") and "/ngsi-ld/" in path:
+                scope = {**scope, "path": path.rstrip("/") or "/"}
         return super().matches(scope)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
