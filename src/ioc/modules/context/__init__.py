@@ -11,7 +11,7 @@ import logging
 
 from ioc.core.registry import MapLayer, ModuleContext
 
-from . import validation
+from . import entity_maps, validation
 from .api import PREFIX, build_fallback_router, build_router
 from .contexts import DbContextSource
 from .devices import build_router as build_device_router
@@ -54,7 +54,9 @@ def setup(ctx: ModuleContext) -> None:
     notify_settings = NotifySettings()
     notifier = Notifier(ctx.db, notify_settings, lambda: ctx.bus.running)
     ctx.registry.add_router(build_subscription_router(broker, notifier))
+    ctx.registry.add_router(entity_maps.build_router(broker))
     ctx.registry.add_router(build_fallback_router())
+    ctx.registry.add_job("context.entity_maps.sweep", 300, entity_maps.sweep)
     ctx.registry.add_permission(
         "context:write", "Ghi dữ liệu ngữ cảnh NGSI-LD / write NGSI-LD context data", roles=("admin", "operator")
     )

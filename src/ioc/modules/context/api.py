@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from ioc.core.auth import Principal
 from ioc.core.db import Database, utcnow
 
-from . import contexts, linked, service
+from . import contexts, entity_maps, linked, service, store
 from .entity import (
     EntityInput,
     check_name,
@@ -42,6 +43,7 @@ from .http import (
     csv_param,
     dataset_ids,
     int_param,
+    ngsi_principal,
     options_of,
     prefers_json_body,
     query_context,
@@ -54,7 +56,7 @@ from .http import (
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, core_document, is_core_url, is_uri
 from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
-from .render import RenderOptions, _lang_ranges, geojson_feature
+from .render import RenderOptions, _lang_ranges, geojson_feature, render_entity
 from .scope import parse_scope_query
 from .search import (
     EntityQuery,
@@ -76,7 +78,9 @@ PREFIX = "/ngsi-ld/v1"
 # Query parameters each operation understands (§6.3.20: any other is 400 InvalidRequest).
 _LOCAL = frozenset({"local", "via"})
 _RENDER = frozenset({"options", "format", "lang", "pick", "omit", "attrs", "datasetId", "join", "joinLevel"})
-_RENDER_MORE = frozenset({"containedBy", "entityMap", "collect", "expandValues", "jsonKeys", "geometryProperty"})
+_RENDER_MORE = frozenset(
+    {"containedBy", "entityMap", "entityMapLifetime", "collect", "expandValues", "jsonKeys", "geometryProperty"}
+)
 P_CREATE = _LOCAL
 P_QUERY = (
     _LOCAL
@@ -231,7 +235,11 @@ def _gate(request: Request, ctx: ActiveContext) -> TypeExpr | None:
 
 def _load_one(session: Session, tenant: str, entity_id: str, gate: TypeExpr | None = None) -> StoredEntity:
     check_tenant(session, tenant)
-    entity = load_entities(session, tenant, [entity_id]).get(entity_id)
+    return _existing(load_entities(session, tenant, [entity_id]).get(entity_id), entity_id, gate)
+
+
+def _existing(entity: StoredEntity | None, entity_id: str, gate: TypeExpr | None) -> StoredEntity:
+    """The entity loaded, when there is one and it has a type the ``type`` selector asks for (§4.17)."""
     if entity is None or (gate is not None and not gate.matches(entity.types)):
         what = "" if gate is None else " with the type selected"
         raise not_found(f"The entity {entity_id}{what} does not exist.")
@@ -277,16 +285,11 @@ def build_router(broker: Broker) -> APIRouter:
             headers["NGSILD-Tenant"] = tenant
         return Response(status_code=201, headers=headers)
 
-    @router.get("/entities")
-    def query_entities(request: Request, principal: OptionalPrincipal) -> Response:
-        check_params(request, P_QUERY)
-        media = accept(request, geo=True)
-        tenant = tenant_of(request)
-        ctx = query_context(broker, request)
-        readable = readable_types(broker, principal)
+    def checked_query(
+        request: Request, ctx: ActiveContext, readable: set[str] | None
+    ) -> tuple[EntityQuery, Ordering | None]:
+        """The selection and order of a Query Entities request (also making an entity map), checked."""
         p = request.query_params
-        if "geometryProperty" in p and media != GEOJSON:
-            raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.2.4).")
         query = _entity_query(request, ctx, readable)
         # §5.7.2.4: attrs and q only narrow a query when they name a non-system attribute.
         attrs_ok = "attrs" in p and not system_only(csv_param(request, "attrs") or [])
@@ -311,6 +314,31 @@ def build_router(broker: Broker) -> APIRouter:
             )
         elif "collation" in p or "orderFrom" in p:
             raise bad_request("collation and orderFrom go with orderBy.")
+        return query, ordering
+
+    def new_map(
+        session: Session,
+        tenant: str,
+        query: EntityQuery,
+        ctx: ActiveContext,
+        ordering: Ordering | None,
+        life: timedelta,
+    ) -> entity_maps.EntityMap:
+        """An entity map of everything the query matches, in the order of its pages (§5.14.4)."""
+        found, _ = query_page(session, tenant, query, ctx, entity_maps.MAX_ENTITIES + 1, 0, False, ordering)
+        return entity_maps.create(session, tenant, [e.id for e in found], life)
+
+    @router.get("/entities")
+    def query_entities(request: Request, principal: OptionalPrincipal) -> Response:
+        check_params(request, P_QUERY)
+        media = accept(request, geo=True)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        if "geometryProperty" in request.query_params and media != GEOJSON:
+            raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.2.4).")
+        query, ordering = checked_query(request, ctx, readable)
+        asked = entity_maps.map_request(request, broker.settings)
         opts = render_options(request, ctx)
         join = linked.join_param(request.query_params, ctx)
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
@@ -322,13 +350,36 @@ def build_router(broker: Broker) -> APIRouter:
         probe = limit + 1 if limit > 0 and not count else limit
         with _db(request).session() as session:
             check_tenant(session, tenant)
+            # §5.5.9.3: a live entity map fixes the entities considered; the filters still apply
+            emap = entity_maps.use(session, tenant, asked)
+            if emap is None and asked.any:
+                emap = new_map(session, tenant, query, ctx, ordering, asked.lifetime)
+            if emap is not None:
+                query.ids = emap.restrict(query.ids)
             entities, total = query_page(session, tenant, query, ctx, probe, offset, count, ordering)
             more = len(entities) > limit if total is None else offset + limit < total
             items = linked.render_joined(session, tenant, entities[:limit], ctx, opts, join, readable)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-        response = _entities_response(request, items, ctx, opts, media, headers)
+        headers.update(emap.headers() if emap is not None else {})
+        status = 201 if emap is not None and emap.created else 200
+        response = _entities_response(request, items, ctx, opts, media, headers, status)
         add_page_links(response, request, limit=limit, offset=offset, more=more, media=media)
         return response
+
+    @router.get("/entityMaps")
+    def create_map(request: Request, principal: OptionalPrincipal) -> Response:
+        """Create EntityMap for Query Entities (§5.14.4): the parameters of Query Entities."""
+        check_params(request, P_QUERY)
+        media = accept(request)
+        tenant = tenant_of(request)
+        ctx = query_context(broker, request)
+        readable = readable_types(broker, principal)
+        query, ordering = checked_query(request, ctx, readable)
+        life = entity_maps.map_request(request, broker.settings).lifetime
+        with _db(request).session() as session:
+            check_tenant(session, tenant)
+            emap = new_map(session, tenant, query, ctx, ordering, life)
+        return respond(emap.body(), ctx, media, status=201, headers=emap.headers())
 
     def _entities_response(
         request: Request,
@@ -337,6 +388,7 @@ def build_router(broker: Broker) -> APIRouter:
         opts: RenderOptions,
         media: str,
         headers: dict[str, str],
+        status: int = 200,
     ) -> Response:
         """The rendered entities (with their Linked Entities, §4.5.23) as an array or a FeatureCollection."""
         if media == GEOJSON:
@@ -346,10 +398,11 @@ def build_router(broker: Broker) -> APIRouter:
                 {"type": "FeatureCollection", "features": features},
                 ctx,
                 media,
+                status=status,
                 headers=headers,
                 body_json=prefers_json_body(request),
             )
-        return respond([body for _, body in items], ctx, media, headers=headers)
+        return respond([body for _, body in items], ctx, media, status=status, headers=headers)
 
     @router.delete("/entities")
     def purge_entities(request: Request, principal: OptionalPrincipal) -> Response:
@@ -379,7 +432,10 @@ def build_router(broker: Broker) -> APIRouter:
     # after another. Their entity_id never holds an /attrs segment (errors.EntityIdConvertor), so
     # they cannot take an attribute's path, whatever the order.
     @router.get("/entities/{entity_id:entity_id}")
-    async def retrieve_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
+    async def retrieve_entity(entity_id: str, request: Request) -> Response:
+        # the principal is asked for here rather than declared as a dependency: FastAPI's
+        # dependency solving costs more than the lookup itself on the most frequent read
+        principal = await ngsi_principal(request)
         return await read_by_key(request, _retrieve_entity, entity_id, request, principal)
 
     def _retrieve_entity(entity_id: str, request: Request, principal: Principal | None) -> Response:
@@ -393,24 +449,40 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.1.4).")
         opts = render_options(request, ctx)
         join = linked.join_param(request.query_params, ctx)
-        with _db(request).session() as session:
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
+        asked = entity_maps.map_request(request, broker.settings)
+        gate = _gate(request, ctx)
+        db = _db(request)
+
+        def admit(entity: StoredEntity) -> None:
             if readable is not None and not set(entity.types) & readable:
                 raise NgsiError(
                     "Unauthorized", "Reading this entity needs credentials.", headers={"WWW-Authenticate": "Bearer"}
                 )
             _require_some_attr(entity, csv_param(request, "attrs"), ctx)
-            items = linked.render_joined(session, tenant, [entity], ctx, opts, join, readable)
+
+        emap = None
+        if join is None and not asked.any:
+            # the most frequent retrieve, one SELECT: no Session needed (store.read_one)
+            entity = _existing(store.read_one(db, tenant, eid), eid, gate)
+            admit(entity)
+            items = [(entity, render_entity(entity, ctx, opts))]
+        else:
+            with db.session() as session:
+                entity = _load_one(session, tenant, eid, gate)
+                admit(entity)
+                items = linked.render_joined(session, tenant, [entity], ctx, opts, join, readable)
+                emap = entity_maps.for_entities(session, tenant, asked, [eid])  # §5.7.1.4
         if not items[0][1] and ("pick" in request.query_params or "omit" in request.query_params):
             # §4.21 (v1.8.1, TP 018_19): no member of the entity is left to show
             raise NgsiError("ResourceNotFound", f"Nothing of the entity {eid} is left after pick/omit.")
+        headers = emap.headers() if emap is not None else {}
         if len(items) > 1:  # join=flat found Linked Entities: an array of entities (§4.5.23.2)
-            return _entities_response(request, items, ctx, opts, media, {})
+            return _entities_response(request, items, ctx, opts, media, headers)
         if media == GEOJSON:
             geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
             feature = geojson_feature(entity, ctx, opts, geo_prop, items[0][1])
-            return respond(feature, ctx, media, body_json=prefers_json_body(request))
-        return respond(items[0][1], ctx, media)
+            return respond(feature, ctx, media, headers=headers, body_json=prefers_json_body(request))
+        return respond(items[0][1], ctx, media, headers=headers)
 
     @router.patch("/entities/{entity_id:entity_id}/attrs")
     def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:

@@ -146,6 +146,19 @@ class NgsiContext(Base):
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class NgsiEntityMap(Base):
+    """An entity map (§5.14, ``entity_maps.py``): the entities a query found, in its order, until it expires."""
+
+    __tablename__ = "ngsild_entity_maps"
+    __table_args__ = (Index("ix_ngsild_entity_maps_expires", "expires_at"),)
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    map_id: Mapped[str] = mapped_column(String(IRI), primary_key=True)
+    entity_ids: Mapped[list[str]] = mapped_column(JsonDoc)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # Subscriptions and their notification queue live in their own file; imported here so the
 # metadata (migrations, schema checks) sees them.
 from . import subscriptions_models  # noqa: E402, F401

@@ -34,6 +34,10 @@ class NgsiLdSettings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=65_536)
     #: Temporal API: most instances of one attribute in one answer (more → 206 and Content-Range).
     temporal_max_instances: int = Field(default=1000, ge=1)
+    #: Entity maps (§5.14): how long one lives when the query does not say (``entityMapLifetime``) ...
+    entity_map_lifetime_seconds: int = Field(default=3600, ge=1)
+    #: ... and the longest it may live, whatever the query or an update asks.
+    entity_map_max_lifetime_seconds: int = Field(default=86_400, ge=1)
     #: Check entities of the Smart Data Models types the city uses against their schemas (400 when invalid).
     validate_models: bool = False
     #: A device is offline (alarm raised) once it missed this many of its expected reports in a row.

@@ -10,7 +10,8 @@ Reading and aggregating live in temporal_query.py, the representations in tempor
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from ioc.core import audit
 from ioc.core.auth import OptionalPrincipal, Principal
 
+from . import entity_maps
 from .api import PREFIX, attribute_deletion, write_session
 from .batch import _query_from_body
 from .entity import (
@@ -53,6 +55,7 @@ from .http import (
     read_json,
     readable_types,
     require_write,
+    respond,
     tenant_of,
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, is_uri, link_header
@@ -409,9 +412,10 @@ def build_temporal_router(broker: Broker) -> APIRouter:
     router = APIRouter(prefix=TEMPORAL, route_class=NgsiRoute, tags=["NGSI-LD temporal"])
     max_instances = broker.settings.temporal_max_instances
 
-    @router.get("/entities")
-    def query_temporal(request: Request, principal: OptionalPrincipal) -> Response:
-        media = accept(request)
+    def prepared(
+        request: Request, principal: Principal | None
+    ) -> tuple[str, ActiveContext, EntityQuery, TemporalQuery, TemporalOptions]:
+        """Tenant, @context, entity selection, temporal query and representation of a GET query."""
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
@@ -425,7 +429,35 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         opts = temporal_options(request)
         projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs="attrs" in p)
         tq = _temporal_query(request, opts)
+        return tenant, ctx, query, tq, opts
+
+    @router.get("/entities")
+    def query_temporal(request: Request, principal: OptionalPrincipal) -> Response:
+        media = accept(request)
+        tenant, ctx, query, tq, opts = prepared(request, principal)
         return _query_answer(request, tenant, ctx, media, query, tq, opts)
+
+    @router.get("/entityMaps")
+    def create_temporal_map(request: Request, principal: OptionalPrincipal) -> Response:
+        """Create EntityMap for Query Temporal Evolution of Entities (§5.14.5): a temporal query is needed."""
+        media = accept(request)
+        if "timerel" not in request.query_params:
+            raise bad_request("A temporal entity map needs a temporal query (timerel and timeAt).")
+        tenant, ctx, query, tq, _ = prepared(request, principal)
+        life = entity_maps.map_request(request, broker.settings).lifetime
+        with _db_session(request) as session:
+            check_tenant(session, tenant)
+            emap = new_map(session, tenant, query, ctx, tq, life)
+        return respond(emap.body(), ctx, media, status=201, headers=emap.headers())
+
+    def new_map(
+        session: Session, tenant: str, query: EntityQuery, ctx: ActiveContext, tq: TemporalQuery, life: timedelta
+    ) -> entity_maps.EntityMap:
+        """An entity map of every entity the temporal query matches (§5.14.5)."""
+        selection = replace(query)
+        _temporal_selection(tenant, selection, tq)
+        found, _ = run_query(session, tenant, selection, ctx, limit=entity_maps.MAX_ENTITIES + 1, offset=0, count=False)
+        return entity_maps.create(session, tenant, [e.id for e in found], life)
 
     def _query_answer(
         request: Request,
@@ -441,21 +473,24 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         count = bool_param(request, "count")
         if limit == 0 and not count:
             raise bad_request("limit=0 is only allowed with count=true.")
-        attrs, query.attrs = query.attrs, None
-        # §5.7.4.4: an entity is part of the answer when an instance of it (of attrs) matches the
-        # temporal query; attributes are looked for in the history, so a deleted one still counts
-        query.having = tq.selects(tenant, attrs)
-        # scopeQ (§5.7.4.4 S4): the scopes valid in the time range (§4.18), from the scope's history
-        scopes = ScopeValidity(query.scope, tq, tenant) if query.scope is not None else None
-        query.scope, query.check = None, scopes
+        asked = entity_maps.map_request(request, broker.settings)
         with _db_session(request) as session:
             check_tenant(session, tenant)
+            # §5.5.9.3, §5.7.4.4: a live entity map fixes the entities considered; the filters still apply
+            emap = entity_maps.use(session, tenant, asked)
+            if emap is None and asked.any:
+                emap = new_map(session, tenant, query, ctx, tq, asked.lifetime)
+            if emap is not None:
+                query.ids = emap.restrict(query.ids)
+            attrs, scopes = _temporal_selection(tenant, query, tq)
             found, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
             entities = [(e.id, e.types) for e in found]
             names = _picked(attrs, opts)
             bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances, scopes)
         headers = _headers(page, {"NGSILD-Results-Count": str(total)} if total is not None else None)
-        return respond_text(bodies, ctx, media, status=206 if page else 200, headers=headers)
+        headers.update(emap.headers() if emap is not None else {})
+        status = 206 if page else 201 if emap is not None and emap.created else 200
+        return respond_text(bodies, ctx, media, status=status, headers=headers)
 
     @router.post("/entityOperations/query")
     def query_temporal_post(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -683,6 +718,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs=attrs is not None)
         tq = _temporal_query(request, opts)
         names = _picked([ctx.expand(a) for a in attrs] if attrs else None, opts)
+        asked = entity_maps.map_request(request, broker.settings)
         with _db_session(request) as session:
             check_tenant(session, tenant)
             entity = load_entities(session, tenant, [eid], names=[]).get(eid)
@@ -695,9 +731,11 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             if attrs and not find_groups(session, tenant, [eid], names)[eid]:
                 raise not_found(f"The entity {eid} has none of the attributes {', '.join(attrs)} (§5.7.3.4).")
             bodies, page = evolutions(session, tenant, [(eid, entity.types)], names, tq, opts, ctx, max_instances)
+            emap = entity_maps.for_entities(session, tenant, asked, [eid])  # §5.7.3.4
         if (opts.pick is not None or opts.omit is not None) and bodies[0] == "{}":
             raise not_found(f"Nothing of the entity {eid} is left after pick/omit (§4.21).")
-        return respond_text(bodies[0], ctx, media, status=206 if page else 200, headers=_headers(page))
+        headers = _headers(page, emap.headers() if emap is not None else None)
+        return respond_text(bodies[0], ctx, media, status=206 if page else 200, headers=headers)
 
     @router.delete("/entities/{entity_id:path}")
     def delete_temporal(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
@@ -717,6 +755,20 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+def _temporal_selection(
+    tenant: str, query: EntityQuery, tq: TemporalQuery
+) -> tuple[list[str] | None, ScopeValidity | None]:
+    """Turn an entity selection into a temporal one (§5.7.4.4), in place: an entity is selected when an
+    instance of it (of ``attrs``, which are returned) matches the temporal query, looked for in the
+    history so that a deleted attribute still counts; a scopeQ holds where a matching scope was valid
+    in the time range (§4.18, S4), which the returned check decides."""
+    attrs, query.attrs = query.attrs, None
+    query.having = tq.selects(tenant, attrs)
+    scopes = ScopeValidity(query.scope, tq, tenant) if query.scope is not None else None
+    query.scope, query.check = None, scopes
+    return attrs, scopes
 
 
 def _temporal_params(raw: Any) -> dict[str, str]:
