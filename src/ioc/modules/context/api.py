@@ -118,6 +118,10 @@ P_PURGE = _LOCAL | frozenset({"type", "id", "idPattern", "q", "scopeQ", "keep", 
 P_NONE: frozenset[str] = frozenset()
 
 
+#: The path parameter of Retrieve Entity, which its handler reads itself, as OpenAPI describes it.
+_ENTITY_ID_PARAMETER = {"name": "entity_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def check_params(request: Request, allowed: frozenset[str]) -> None:
     """400 InvalidRequest for a query parameter the operation does not define (§6.3.20)."""
     unknown = sorted({k for k in request.query_params if k not in allowed})
@@ -431,11 +435,12 @@ def build_router(broker: Broker) -> APIRouter:
     # An entity and its attributes, the most frequent requests, come first: routes are tried one
     # after another. Their entity_id never holds an /attrs segment (errors.EntityIdConvertor), so
     # they cannot take an attribute's path, whatever the order.
-    @router.get("/entities/{entity_id:entity_id}")
-    async def retrieve_entity(entity_id: str, request: Request) -> Response:
-        # the principal is asked for here rather than declared as a dependency: FastAPI's
-        # dependency solving costs more than the lookup itself on the most frequent read
+    @router.get("/entities/{entity_id:entity_id}", openapi_extra={"parameters": [_ENTITY_ID_PARAMETER]})
+    async def retrieve_entity(request: Request) -> Response:
+        # the path parameter and the principal are read here rather than declared: FastAPI's
+        # validation and dependency solving cost more than both on the most frequent read
         principal = await ngsi_principal(request)
+        entity_id: str = request.path_params["entity_id"]
         return await read_by_key(request, _retrieve_entity, entity_id, request, principal)
 
     def _retrieve_entity(entity_id: str, request: Request, principal: Principal | None) -> Response:
