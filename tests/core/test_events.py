@@ -544,6 +544,33 @@ def test_a_consumer_passes_over_events_of_other_topics(db: Database, bus: EventB
     assert cursor_of(db, "others").last_id == outbox(db)[-1].id  # past them, not stuck before them
 
 
+def test_a_consumer_with_only_other_topics_past_it_is_moved_without_running(db: Database, bus: EventBus) -> None:
+    """Its cursor moves past events of other topics in one shared transaction, not in a round of
+    its own (lock, read, write); from where it was read only, and never past a failure."""
+    calls: list[int] = []
+    bus.consume("things", "test.thing", record_handler(calls))
+    emit(db, THING, 1)
+    bus.poll_once()
+    runs = bus.stats.consumer_runs
+    emit(db, OTHER, *range(2, 12))
+    bus.poll_once()
+    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    assert bus.stats.consumer_runs == runs and len(calls) == 1
+    emit(db, OTHER, 12)
+    emit(db, THING, 13)  # one of its own among them: it runs, past everything
+    bus.poll_once()
+    assert bus.stats.consumer_runs == runs + 1 and len(calls) == 2
+    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+
+    at = cursor_of(db, "things").last_id
+    bus._move_cursors([("things", at - 1, at + 5)])  # moved meanwhile by another worker: left alone
+    assert cursor_of(db, "things").last_id == at
+    with db.session() as s:
+        s.execute(update(EventCursor).where(EventCursor.name == "things").values(failures=1))
+    bus._move_cursors([("things", at, at + 5)])  # failing: left where the failure holds it
+    assert cursor_of(db, "things").last_id == at
+
+
 def test_backoff_is_shared_through_the_database(settings: Any, db: Database) -> None:
     """Another worker does not retry a failing event before the back-off recorded by the first ends."""
     emit(db, THING, 1)

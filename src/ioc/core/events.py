@@ -316,6 +316,15 @@ def matching_events_after(
     return events, len(heads), int(heads[-1][0])
 
 
+def _passed_to(session: Session, patterns: Sequence[str], after_id: int, limit: int) -> int | None:
+    """The id up to which the next ``limit`` events after ``after_id`` are all of other topics than
+    ``patterns`` (``after_id`` when there are none); None when one of them matches."""
+    heads = session.connection().execute(_HEADS, {"after": after_id, "limit": limit}).all()
+    if any(matches(patterns, topic) for _, topic in heads):
+        return None
+    return int(heads[-1][0]) if heads else after_id
+
+
 def latest_event_id(session: Session) -> int:
     """The highest committed event id (0 when the outbox is empty)."""
     return int(session.scalar(select(func.coalesce(func.max(OutboxEvent.id), 0))) or 0)
@@ -662,24 +671,55 @@ class EventBus:
                 self.prune()
 
     def _with_work(self, consumers: list[_Consumer]) -> list[_Consumer]:
-        """The consumers with events to process, found without locking (an idle round writes nothing)."""
+        """The consumers with events of their topics to process, found without locking; the cursors of
+        the others move past what is new in one transaction (a round without new events writes nothing)."""
         if not consumers:
             return []
         with self.db.session() as s:
             latest = latest_event_id(s)
             names = [c.name for c in consumers]
             cursors = {c.name: c for c in s.scalars(select(EventCursor).where(EventCursor.name.in_(names)))}
-        now = utcnow()
-        due = []
-        for consumer in consumers:
-            cursor = cursors.get(consumer.name)
-            if cursor is None:
-                due.append(consumer)
-            elif cursor.retry_at is not None and cursor.retry_at > now:
-                consumer.retry_at = time.monotonic() + (cursor.retry_at - now).total_seconds()
-            elif cursor.last_id < latest or cursor.failures:
-                due.append(consumer)
+            now = utcnow()
+            due: list[_Consumer] = []
+            moves: list[tuple[str, int, int]] = []
+            for consumer in consumers:
+                cursor = cursors.get(consumer.name)
+                if cursor is None:
+                    due.append(consumer)
+                elif cursor.retry_at is not None and cursor.retry_at > now:
+                    consumer.retry_at = time.monotonic() + (cursor.retry_at - now).total_seconds()
+                elif cursor.failures:
+                    due.append(consumer)
+                elif cursor.last_id < latest:
+                    passed_to = _passed_to(s, consumer.patterns, cursor.last_id, self.BATCH)
+                    if passed_to is None:
+                        due.append(consumer)
+                    else:
+                        moves.append((consumer.name, cursor.last_id, passed_to))
+        if moves:
+            self._move_cursors(moves)
         return due
+
+    def _move_cursors(self, moves: list[tuple[str, int, int]]) -> None:
+        """Move the cursors of consumers with only other topics' events past them, in one transaction.
+
+        Running each such consumer would do the same (its handler is not called) at the cost of a
+        write transaction each, after every commit of the others: on SQLite, a turn at the one
+        writer's lock for each. A cursor is only moved from where it was read, and not while
+        another worker holds it (PostgreSQL: SKIP LOCKED), so a concurrent run is never undone."""
+        with self.db.session() as s:
+            for name, before, after in moves:
+                mine = (
+                    select(EventCursor.name)
+                    .where(EventCursor.name == name, EventCursor.last_id == before, EventCursor.failures == 0)
+                    .with_for_update(skip_locked=True)
+                )
+                s.execute(
+                    update(EventCursor)
+                    .where(EventCursor.name.in_(mine))
+                    .values(last_id=after, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
 
     def _backoff(self, failures: int) -> float:
         return float(min(self.retry_base_seconds * 2.0 ** (min(failures, 30) - 1), self.max_backoff_seconds))
