@@ -355,6 +355,55 @@ def test_compound_trailing_paths(ngsi: Ngsi) -> None:
         assert bad_q(ngsi, q) == "BadRequestData", q
 
 
+def test_expand_values(ngsi: Ngsi) -> None:
+    """TPs 019_29_12/13 (§4.9 EXAMPLE 12): a VocabProperty holds its terms expanded, so a short term
+    matches only when ``expandValues`` names the attribute, which expands the query's values
+    against the @context first (the lists, ranges and !=, too; the other attributes' values not)."""
+    feature_buildings(ngsi)
+    vocab = "https://uri.etsi.org/ngsi-ld/default-context/"
+    for q, extra, expected in [
+        ("category==commercial", {"expandValues": "category"}, ["features"]),
+        ("category==commercial", {}, []),
+        (f'category=="{vocab}commercial"', {}, ["features"]),
+        ("category==residential,commercial", {"expandValues": "category"}, ["features"]),
+        ("category!=commercial", {"expandValues": "category"}, []),
+        ("category==commercial", {"expandValues": "color"}, []),
+        ('category==commercial;address[city]=="Berlin"', {"expandValues": "category"}, ["features"]),
+        ('category==commercial;address[city]=="Berlin"', {"expandValues": "category,address"}, []),
+    ]:
+        assert matching(ngsi, q, **extra) == expected, (q, extra)
+    r = ngsi.get(
+        "/temporal/entities",
+        params={
+            "type": "Building",
+            "q": "category==commercial",
+            "expandValues": "category",
+            "timerel": "after",
+            "timeAt": "2000-01-01T00:00:00Z",
+            "timeproperty": "modifiedAt",
+        },
+    )
+    assert r.status_code == 200 and [e["id"] for e in r.json()] == [B + "features"]
+
+
+def test_type_wildcard(ngsi: Ngsi) -> None:
+    """TP 019_26 (v1.9 Table 6.4.3.2-1): ``type=*`` selects every type (not a type named ``*``), and
+    implies local=true, so ``local=false`` with it is 400."""
+    ngsi.create({"id": B + "w1", "type": "Building", "name": prop("one")})
+    ngsi.create({"id": "urn:ngsi-ld:Vehicle:w2", "type": "Vehicle", "brandName": prop("Mercedes")})
+    r = ngsi.get("/entities", params={"type": "*"})
+    assert r.status_code == 200
+    assert sorted(e["id"] for e in r.json()) == [B + "w1", "urn:ngsi-ld:Vehicle:w2"]
+    r = ngsi.get("/entities", params={"type": "*", "q": "brandName"})
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:w2"]
+    assert ngsi.get("/entities", params={"type": "*", "local": "true"}).status_code == 200
+    r = ngsi.get("/entities", params={"type": "*", "local": "false"})
+    assert r.status_code == 400 and error(r) == "BadRequestData"
+    window = {"timerel": "after", "timeAt": "2000-01-01T00:00:00Z", "timeproperty": "createdAt"}
+    r = ngsi.get("/temporal/entities", params={"type": "*", **window})
+    assert r.status_code == 200 and len(r.json()) == 2
+
+
 def test_linked_entity_type_hint(ngsi: Ngsi) -> None:
     """TPs 019_29_08..10 (§4.9 EXAMPLE 13/14): ``rel{attr}`` reads the Linked Entity; a leading
     ``Type:`` (or ``Type1,Type2:``) considers only Linked Entities of those types; a compact IRI of

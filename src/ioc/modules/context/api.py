@@ -106,6 +106,7 @@ P_QUERY = (
             "orderFrom",
             "collation",
             "doNotCompact",
+            "expandValues",
         }
     )
 )
@@ -914,17 +915,30 @@ def _fragment(body: Any, ctx: ActiveContext, eid: str, *, merge: bool) -> Entity
     return parse_entity({**body, "id": eid}, ctx, require_type=False, merge=merge)
 
 
+def entity_types(request: Request, ctx: ActiveContext) -> TypeExpr | None:
+    """The ``type`` selection of a query (§4.17); ``*`` is every type, with ``local`` implicitly
+    true, so not with ``local=false`` (v1.9 Table 6.4.3.2-1)."""
+    raw = request.query_params.get("type")
+    if raw is None:
+        return None
+    if not raw:
+        raise bad_request("type must not be empty.")
+    if raw == "*":
+        if request.query_params.get("local") == "false":
+            raise bad_request("type=* implies local=true; it cannot go with local=false.")
+        return None
+    return parse_type_expr(raw, ctx)
+
+
 def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | None) -> EntityQuery:
     p = request.query_params
     ids = csv_param(request, "id")
     if ids is not None:
         for i in ids:
             _entity_id(i)
-    types = parse_type_expr(p["type"], ctx) if p.get("type") else None
-    if "type" in p and not p.get("type"):
-        raise bad_request("type must not be empty.")
+    types = entity_types(request, ctx)
     attrs = csv_param(request, "attrs")
-    q = parse_q(p["q"], ctx) if "q" in p else None
+    q = parse_q(p["q"], ctx, csv_param(request, "expandValues")) if "q" in p else None
     if "geoQ" in p:
         raise bad_request("Use the georel, geometry and coordinates parameters for a geo-query.")
     geo = parse_geoq(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"), ctx)

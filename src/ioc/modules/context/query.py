@@ -147,9 +147,12 @@ class _Unquoted(str):
     """An unquoted value token: a DateTime, a URI, a name (compared as text, also as a date)."""
 
 
-def parse_q(text: str, ctx: ActiveContext) -> QNode:
-    """Parse a ``q`` expression; 400 BadRequestData when it is not valid."""
-    parser = _QParser(text, ctx)
+def parse_q(text: str, ctx: ActiveContext, expand_values: list[str] | None = None) -> QNode:
+    """Parse a ``q`` expression; 400 BadRequestData when it is not valid.
+
+    ``expand_values`` (``expandValues``, §4.9 EXAMPLE 12): the attributes whose query values are
+    terms to expand against the @context before the query runs, as a VocabProperty's are stored."""
+    parser = _QParser(text, ctx, {ctx.expand(name) for name in expand_values or []})
     node = parser.parse_or()
     if parser.pos != len(text):
         raise bad_request(f"Invalid q expression near {text[parser.pos :]!r}.")
@@ -157,9 +160,10 @@ def parse_q(text: str, ctx: ActiveContext) -> QNode:
 
 
 class _QParser:
-    def __init__(self, text: str, ctx: ActiveContext) -> None:
+    def __init__(self, text: str, ctx: ActiveContext, expand_values: set[str] | None = None) -> None:
         self.text = text
         self.ctx = ctx
+        self.expand_values = expand_values or set()
         self.pos = 0
 
     def peek(self) -> str:
@@ -205,7 +209,18 @@ class _QParser:
         if op in ("~=", "!~="):
             return QNode("term", path=path, cmp=op, value=self._regex())
         raw = self._value_text()
-        return QNode("term", path=path, cmp=op, value=self._value(raw, op))
+        value = self._value(raw, op)
+        if path.attr in self.expand_values and path.link is None:
+            value = self._expanded(value)
+        return QNode("term", path=path, cmp=op, value=value)
+
+    def _expanded(self, value: Any) -> Any:
+        """A query value with its terms expanded against the @context (``expandValues``)."""
+        if isinstance(value, tuple):
+            return (value[0], *(self._expanded(v) for v in value[1:]))
+        if isinstance(value, list):
+            return [self._expanded(v) for v in value]
+        return self.ctx.expand(value) if isinstance(value, str) else value
 
     def _not_exists(self) -> QNode:
         """``!attr``: the entities in which the target element does not exist. Not in the §4.9
@@ -424,10 +439,9 @@ def _attr_value(doc: dict[str, Any], ctx: ActiveContext) -> Any:
     if kind == "LanguageProperty":  # no language given: any value of the languageMap (§4.9)
         lm = doc.get("languageMap") or {}
         return _flat(list(lm.values())) if isinstance(lm, dict) else lm
-    if kind == "VocabProperty":
+    if kind == "VocabProperty":  # its terms as stored, expanded: a short term matches with expandValues
         v = doc.get("vocab")
-        items = v if isinstance(v, list) else [v]
-        return [x for i in items if isinstance(i, str) for x in (i, ctx.compact(i))]
+        return [i for i in (v if isinstance(v, list) else [v]) if isinstance(i, str)]
     if kind == "JsonProperty":
         return doc.get("json")
     if kind == "ListProperty":

@@ -23,7 +23,7 @@ from ioc.core import audit
 from ioc.core.auth import OptionalPrincipal, Principal
 
 from . import entity_maps
-from .api import PREFIX, attribute_deletion, write_session
+from .api import PREFIX, attribute_deletion, entity_types, write_session
 from .batch import _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
@@ -60,7 +60,7 @@ from .http import (
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, is_uri, link_header
 from .models import NgsiAttributeHistory as H
-from .query import parse_geoq, parse_q, parse_type_expr
+from .query import parse_geoq, parse_q
 from .scope import parse_scope_query
 from .search import EntityQuery, compile_pattern, run_query, system_only
 from .service import new_entity
@@ -171,8 +171,7 @@ def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | Non
     ids = csv_param(request, "id")
     for i in ids or []:
         _entity_id(i)
-    if "type" in p and not p.get("type"):
-        raise bad_request("type must not be empty.")
+    types = entity_types(request, ctx)
     attrs = csv_param(request, "attrs")
     if "geoQ" in p:
         raise bad_request("Use the georel, geometry and coordinates parameters for a geo-query.")
@@ -183,9 +182,9 @@ def _entity_query(request: Request, ctx: ActiveContext, readable: set[str] | Non
     return EntityQuery(
         ids=ids,
         id_pattern=compile_pattern(p["idPattern"]) if "idPattern" in p else None,
-        types=parse_type_expr(p["type"], ctx) if p.get("type") else None,
+        types=types,
         attrs=[ctx.expand(a) for a in attrs] if attrs else None,
-        q=parse_q(p["q"], ctx) if "q" in p else None,
+        q=parse_q(p["q"], ctx, csv_param(request, "expandValues")) if "q" in p else None,
         geo=parse_geoq(p.get("georel"), p.get("geometry"), p.get("coordinates"), p.get("geoproperty"), ctx),
         scope=parse_scope_query(p["scopeQ"]) if "scopeQ" in p else None,
         readable=readable,
