@@ -297,7 +297,6 @@ def build_router(broker: Broker) -> APIRouter:
         ):
             # §5.7.2.4: a list of ids alone selects nothing by itself (019_03_05)
             raise bad_request("Give at least one of type, idPattern, attrs, q or a geo-query (or local=true).")
-        _check_linked_q(request)
         if "csf" in p:
             parse_q(p["csf"], ctx)  # §5.7.2.4: a context source filter must at least be valid
         ordering = None
@@ -313,6 +312,7 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("collation and orderFrom go with orderBy.")
         opts = render_options(request, ctx)
         join = linked.join_param(request.query_params, ctx)
+        linked.require_join(join, linked.link_depth(query.q) if query.q is not None else 0, "q")
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
         offset = int_param(request, "offset", 0)
         count = bool_param(request, "count")
@@ -795,26 +795,6 @@ def query_page(
 def _q_names(text: str) -> list[str]:
     """The attribute names a q expression starts its paths with (for the too-wide check)."""
     return [m.strip() for m in re.findall(r"(?:^|[;|(])\s*([^=!<>~;|()\[{.]+)", text) if m.strip()]
-
-
-def _check_linked_q(request: Request) -> None:
-    """§5.7.2.4: a q on Linked Entity attributes (``rel{attr}``) needs join, and no deeper than joinLevel."""
-    q = request.query_params.get("q")
-    if not q or "{" not in q:
-        return
-    depth = cur = 0
-    for ch in q:
-        if ch == "{":
-            cur += 1
-            depth = max(depth, cur)
-        elif ch == "}":
-            cur -= 1
-    join = request.query_params.get("join")
-    if join not in ("flat", "inline"):
-        raise bad_request("A q on Linked Entity attributes needs join=flat or join=inline (too deep query).")
-    level = int_param(request, "joinLevel", 1, minimum=0)
-    if depth > level:
-        raise bad_request(f"The q goes {depth} Linked Entity levels deep, beyond joinLevel={level} (too deep query).")
 
 
 def _require_some_attr(entity: StoredEntity, attrs: list[str] | None, ctx: ActiveContext) -> None:
