@@ -13,7 +13,7 @@ their type. A Linked Entity is never inlined inside itself (A → B → A stops 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +38,7 @@ _CORE_MEMBERS = ("id", "type", "scope")
 #: The or-operators between the terms of a projection (§4.21), and every character that ends a name.
 _OR_OPS = ",|"
 _PROJECTION_MARKS = _OR_OPS + "{}"
+_PROJECTION_NAME = re.compile(r"[^,|{}]+")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,17 @@ def parse_projection(text: str, ctx: ActiveContext, param: str) -> Projection:
     if pos != len(text):
         raise bad_request(f"{param}: unexpected {text[pos]!r} at position {pos} of {text!r}.")
     return tree
+
+
+def rename_projection(text: str, rename: Callable[[str], str]) -> str:
+    """A valid projection with every member name but ``id``, ``type`` and ``scope`` passed through
+    ``rename`` (expand or compact), its separators and braces as written."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group().strip()
+        return name if name in _CORE_MEMBERS else rename(name)
+
+    return _PROJECTION_NAME.sub(one, text)
 
 
 def projection_depth(tree: Projection | None) -> int:
