@@ -314,7 +314,8 @@ def test_accepted_input_round_trips(ngsi: Ngsi) -> None:
 
 
 def test_type_selector_and_scope_as_attribute(ngsi: Ngsi) -> None:
-    """§4.17 type selector on one-entity operations (TPs 562/563/564/565/566/5711); scope (§5.6.4.4, §5.6.5.4)."""
+    """§4.17 type selector on one-entity operations (TPs 562/563/564/565/566/5711, 564_01_02); scope
+    (§5.6.4.4 as in 564_01_01, §5.6.5.4)."""
     e = "/entities/urn:ngsi-ld:V:ts"
     ngsi.create(
         {"id": "urn:ngsi-ld:V:ts", "type": "Building", "scope": "/Madrid", "name": {"type": "Property", "value": "x"}}
@@ -328,6 +329,7 @@ def test_type_selector_and_scope_as_attribute(ngsi: Ngsi) -> None:
     assert ngsi.delete(e + "?type=Vehicle").status_code == 404
     assert ngsi.get(e).json()["name"]["value"] == "x"
     assert ngsi.patch(e + "/attrs/name?type=Building", json={"value": "y"}).status_code == 204
+    assert ngsi.get(e).json()["name"]["value"] == "y"
     r = ngsi.patch(e + "/attrs/scope", json={"value": "/Barcelona"})
     assert r.status_code == 400 and kind(r) == "BadRequestData" and ngsi.get(e).json()["scope"] == "/Madrid"
     assert ngsi.delete(e + "/attrs/scope").status_code == 204

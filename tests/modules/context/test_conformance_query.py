@@ -798,3 +798,55 @@ def test_query_pages_carry_prev_and_next_links(ngsi: Ngsi) -> None:
     r = ngsi.get("/entities", params={"type": "Building", "idPattern": pattern, "limit": "2"}, headers=ld)
     assert r.headers["Link"] == f'<{base}{q}&limit=2&offset=2&type=Building>;rel="next";type="application/ld+json"'
     assert len(r.json()) == 2
+
+
+# --------------------------------------------------------------------------- §4.21 projection depth
+
+
+TWO_HOPS = "locatedAt{owner{name}}"
+ELEVEN_HOPS = "a{a{a{a{a{a{a{a{a{a{a{name}}}}}}}}}}}"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"pick": TWO_HOPS, "join": "inline", "joinLevel": "1"},  # 019_33_01
+        {"omit": TWO_HOPS, "join": "inline", "joinLevel": "1"},  # 019_33_02
+        {"pick": TWO_HOPS},  # 019_33_03
+        {"pick": ELEVEN_HOPS, "join": "inline", "joinLevel": "10"},  # 019_33_04
+        {"omit": ELEVEN_HOPS, "join": "inline", "joinLevel": "10"},  # 019_33_05
+        {"pick": TWO_HOPS, "join": "flat"},  # joinLevel defaults to 1
+        {"pick": "a{" * 2000 + "name" + "}" * 2000, "join": "inline", "joinLevel": "100"},
+    ],
+)
+def test_projection_deeper_than_join_level_is_bad_request(ngsi: Ngsi, params: dict[str, str]) -> None:
+    """TP 019_33_01..05 (§4.21, §5.7.2.4): each ``{...}`` of a pick/omit is one Linked Entity hop, so a
+    projection nested deeper than ``joinLevel`` (or without ``join``) is 400 BadRequestData with a title;
+    the same on Retrieve Entity and on the Query of POST /entityOperations/query."""
+    ngsi.create({"id": B + "019_33", "type": "Building", "name": prop("x"), "locatedAt": rel("urn:ngsi-ld:City:P")})
+    for r in (
+        ngsi.get("/entities", params={"type": "Building", **params}),
+        ngsi.get(f"/entities/{B}019_33", params=params),
+        ngsi.post(
+            "/entityOperations/query",
+            json={
+                "type": "Query",
+                "entities": [{"type": "Building"}],
+                **{k: [v] if k in ("pick", "omit") else v for k, v in params.items()},
+            },
+        ),
+    ):
+        assert r.status_code == 400 and error(r) == "BadRequestData", r.text
+        assert r.json()["title"]
+
+
+def test_projection_as_deep_as_join_level_with_the_pipe_operator_is_answered(ngsi: Ngsi) -> None:
+    """§4.21: ``|`` is the or-operator between terms as ``,`` is, and a projection of exactly
+    ``joinLevel`` hops is accepted (the bound of 019_33 is inclusive)."""
+    ngsi.create({"id": B + "019_33", "type": "Building", "name": prop("x"), "locatedAt": rel("urn:ngsi-ld:City:P")})
+    params = {"pick": "id|" + TWO_HOPS, "join": "inline", "joinLevel": "2"}
+    r = ngsi.get("/entities", params={"type": "Building", **params})
+    assert r.status_code == 200 and r.json() == [{"id": B + "019_33", "locatedAt": rel("urn:ngsi-ld:City:P")}]
+    body = {"type": "Query", "entities": [{"type": "Building"}], "pick": ["id|" + TWO_HOPS], "join": "inline"}
+    r = ngsi.post("/entityOperations/query", json={**body, "joinLevel": 2})
+    assert r.status_code == 200 and r.json() == [{"id": B + "019_33", "locatedAt": rel("urn:ngsi-ld:City:P")}]

@@ -774,6 +774,48 @@ def test_show_changes_on_update(tp: Suite) -> None:
         assert ngsi.delete(f"/subscriptions/{sid}").status_code == 204
 
 
+def test_pick_takes_the_projection_language(tp: Suite) -> None:
+    """TP 046_44_01..03 (Table 5.2.14.1-1: notification.pick is a §4.21 projection): ``locatedAt{name}``
+    keeps the Relationship, ``name|street`` projects both alternatives, and with join=flat
+    ``locatedAt{id|name}`` reduces the joined City to its id and name. The pick reads back as written;
+    braces deeper than joinLevel are refused as in queries (019_33)."""
+    ngsi = tp.ngsi
+    paris = "urn:ngsi-ld:City:Paris"
+    for n, pick, expected in (
+        ("01", ["id", "name", "locatedAt{name}"], {"name": prop("Tour Eiffel"), "locatedAt": rel(paris)}),
+        ("02", ["id", "name|street"], {"name": prop("Tour Eiffel"), "street": STREET}),
+    ):
+        eid = f"{B}046_44_{n}"
+        tp.create_entity(eid, different_types())
+        sid = tp.subscribe(sub(notification={"endpoint": endpoint(), "pick": pick}))
+        r = ngsi.get(f"/subscriptions/{sid}", headers=tp.ctx.link())
+        assert r.json()["notification"]["pick"] == pick
+        assert tp.update_attrs(eid, {"name": prop("Tour Eiffel")}).status_code == 204
+        assert tp.notification(sid).body["data"] == [{"id": eid, **expected}]
+        assert ngsi.delete(f"/subscriptions/{sid}").status_code == 204
+
+    city = {
+        "description": prop("Paris is the capital and largest city of France"),
+        "name": prop("Paris"),
+        "isInCountry": rel("urn:ngsi-ld:Country:France"),
+    }
+    tp.create_entity(paris, city, etype="City")
+    eid = f"{B}046_44:EiffelTower"
+    tp.create_entity(eid, {"locatedAt": rel(paris), "name": prop("Eiffel Tower")})
+    joined = {"endpoint": endpoint(), "join": "flat", "joinLevel": 1, "pick": ["id", "name", "locatedAt{id|name}"]}
+    sid = tp.subscribe(sub(notification=joined))
+    assert tp.update_attrs(eid, {"name": prop("Tour Eiffel")}).status_code == 204
+    assert tp.notification(sid).body["data"] == [
+        {"id": eid, "name": prop("Tour Eiffel"), "locatedAt": rel(paris)},
+        {"id": paris, "name": prop("Paris")},
+    ]
+    assert ngsi.delete(f"/subscriptions/{sid}").status_code == 204
+
+    too_deep = sub(notification={**joined, "pick": ["id", "locatedAt{owner{name}}"]})
+    r = ngsi.post("/subscriptions", json=tp.ld(too_deep), headers={"Content-Type": LD})
+    assert r.status_code == 400 and r.json()["type"] == ERR + "BadRequestData", r.text
+
+
 def test_periodic_triggers_counters_and_type_selection(tp: Suite) -> None:
     """TP 046_02_01 (timeInterval: every interval, the matching entities), 046_06_01 (entityCreated),
     046_11_01/046_12_01 (timesSent, status ok, lastNotification, lastSuccess), 046_15_01 (throttling),

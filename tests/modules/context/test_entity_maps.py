@@ -85,6 +85,7 @@ def test_query_filters_narrow_the_map(ngsi: Ngsi) -> None:
         {"type": "Vehicle", "entityMapLifetime": "PT0S"},
         {"type": "Vehicle", "entityMap": "yes"},
         {"type": "Vehicle", "q": "speed>"},
+        {"type": "Vehicle", "q": "isConnectedTo{speed}>1"},  # a Linked Entity q without join
     ],
 )
 def test_bad_create_requests_are_400_and_write_nothing(ngsi: Ngsi, db: Database, params: dict[str, str]) -> None:

@@ -292,8 +292,9 @@ def build_router(broker: Broker) -> APIRouter:
 
     def checked_query(
         request: Request, ctx: ActiveContext, readable: set[str] | None
-    ) -> tuple[EntityQuery, Ordering | None]:
-        """The selection and order of a Query Entities request (also making an entity map), checked."""
+    ) -> tuple[EntityQuery, Ordering | None, linked.Join | None]:
+        """The selection, order and Linked Entity retrieval of a Query Entities request (also making
+        an entity map), checked: a q on Linked Entities needs a join as deep (§5.7.2.4)."""
         p = request.query_params
         query = _entity_query(request, ctx, readable)
         # §5.7.2.4: attrs and q only narrow a query when they name a non-system attribute.
@@ -305,9 +306,10 @@ def build_router(broker: Broker) -> APIRouter:
         ):
             # §5.7.2.4: a list of ids alone selects nothing by itself (019_03_05)
             raise bad_request("Give at least one of type, idPattern, attrs, q or a geo-query (or local=true).")
-        _check_linked_q(request)
         if "csf" in p:
             parse_q(p["csf"], ctx)  # §5.7.2.4: a context source filter must at least be valid
+        join = linked.join_param(p, ctx)
+        linked.require_join(join, linked.link_depth(query.q) if query.q is not None else 0, "q")
         ordering = None
         if "orderBy" in p:
             ordering = parse_ordering(
@@ -319,7 +321,7 @@ def build_router(broker: Broker) -> APIRouter:
             )
         elif "collation" in p or "orderFrom" in p:
             raise bad_request("collation and orderFrom go with orderBy.")
-        return query, ordering
+        return query, ordering, join
 
     def new_map(
         session: Session,
@@ -342,10 +344,9 @@ def build_router(broker: Broker) -> APIRouter:
         readable = readable_types(broker, principal)
         if "geometryProperty" in request.query_params and media != GEOJSON:
             raise bad_request("geometryProperty only goes with Accept: application/geo+json (§5.7.2.4).")
-        query, ordering = checked_query(request, ctx, readable)
+        query, ordering, join = checked_query(request, ctx, readable)
         asked = entity_maps.map_request(request, broker.settings)
         opts = render_options(request, ctx)
-        join = linked.join_param(request.query_params, ctx)
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
         offset = int_param(request, "offset", 0)
         count = bool_param(request, "count")
@@ -379,7 +380,7 @@ def build_router(broker: Broker) -> APIRouter:
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
         readable = readable_types(broker, principal)
-        query, ordering = checked_query(request, ctx, readable)
+        query, ordering, _ = checked_query(request, ctx, readable)
         life = entity_maps.map_request(request, broker.settings).lifetime
         with _db(request).session() as session:
             check_tenant(session, tenant)
@@ -873,26 +874,6 @@ def query_page(
 def _q_names(text: str) -> list[str]:
     """The attribute names a q expression starts its paths with (for the too-wide check)."""
     return [m.strip() for m in re.findall(r"(?:^|[;|(])\s*([^=!<>~;|()\[{.]+)", text) if m.strip()]
-
-
-def _check_linked_q(request: Request) -> None:
-    """§5.7.2.4: a q on Linked Entity attributes (``rel{attr}``) needs join, and no deeper than joinLevel."""
-    q = request.query_params.get("q")
-    if not q or "{" not in q:
-        return
-    depth = cur = 0
-    for ch in q:
-        if ch == "{":
-            cur += 1
-            depth = max(depth, cur)
-        elif ch == "}":
-            cur -= 1
-    join = request.query_params.get("join")
-    if join not in ("flat", "inline"):
-        raise bad_request("A q on Linked Entity attributes needs join=flat or join=inline (too deep query).")
-    level = int_param(request, "joinLevel", 1, minimum=0)
-    if depth > level:
-        raise bad_request(f"The q goes {depth} Linked Entity levels deep, beyond joinLevel={level} (too deep query).")
 
 
 def _require_some_attr(entity: StoredEntity, attrs: list[str] | None, ctx: ActiveContext) -> None:

@@ -329,9 +329,7 @@ def _join_from_body(
     least as deep as itself (§5.7.2.4)."""
     contained = [i.strip() for raw in request.query_params.getlist("containedBy") for i in raw.split(",") if i.strip()]
     join = linked.parse_join(body.get("join"), body.get("joinLevel"), contained, pick, omit)
-    depth = linked.link_depth(query.q) if query.q is not None else 0
-    if depth and (join is None or depth > join.level):
-        raise bad_request("A q on Linked Entity attributes needs a join at least as deep (too deep query).")
+    linked.require_join(join, linked.link_depth(query.q) if query.q is not None else 0, "q")
     return join
 
 

@@ -13,7 +13,7 @@ their type. A Linked Entity is never inlined inside itself (A → B → A stops 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,10 @@ MAX_LINKED = 10_000
 #: Deepest joinLevel accepted.
 MAX_JOIN_LEVEL = 100
 _CORE_MEMBERS = ("id", "type", "scope")
+#: The or-operators between the terms of a projection (§4.21), and every character that ends a name.
+_OR_OPS = ",|"
+_PROJECTION_MARKS = _OR_OPS + "{}"
+_PROJECTION_NAME = re.compile(r"[^,|{}]+")
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,18 @@ class Join:
 
 
 def parse_projection(text: str, ctx: ActiveContext, param: str) -> Projection:
-    """A ``pick``/``omit`` value (§4.21): ``name[{...}],...``; 400 BadRequestData when malformed."""
+    """A ``pick``/``omit`` value (§4.21): ``name[{...}]`` terms separated by ``,`` or ``|`` (both the
+    or-operator); 400 BadRequestData when malformed or nested past ``MAX_JOIN_LEVEL`` hops."""
     pos = 0
 
-    def members() -> Projection:
+    def members(depth: int) -> Projection:
         nonlocal pos
+        if depth > MAX_JOIN_LEVEL:
+            raise bad_request(f"{param}: nested deeper than the {MAX_JOIN_LEVEL} hops joinLevel allows.")
         out: Projection = {}
         while True:
             start = pos
-            while pos < len(text) and text[pos] not in ",{}":
+            while pos < len(text) and text[pos] not in _PROJECTION_MARKS:
                 pos += 1
             name = text[start:pos].strip()
             if not name:
@@ -69,20 +76,49 @@ def parse_projection(text: str, ctx: ActiveContext, param: str) -> Projection:
             sub: Projection | None = None
             if pos < len(text) and text[pos] == "{":
                 pos += 1
-                sub = members()
+                sub = members(depth + 1)
                 if pos >= len(text) or text[pos] != "}":
                     raise bad_request(f"{param}: unclosed brace in {text!r}.")
                 pos += 1
             out[name if name in _CORE_MEMBERS else ctx.expand(name)] = sub
-            if pos < len(text) and text[pos] == ",":
+            if pos < len(text) and text[pos] in _OR_OPS:
                 pos += 1
                 continue
             return out
 
-    tree = members()
+    tree = members(0)
     if pos != len(text):
         raise bad_request(f"{param}: unexpected {text[pos]!r} at position {pos} of {text!r}.")
     return tree
+
+
+def rename_projection(text: str, rename: Callable[[str], str]) -> str:
+    """A valid projection with every member name but ``id``, ``type`` and ``scope`` passed through
+    ``rename`` (expand or compact), its separators and braces as written."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group().strip()
+        return name if name in _CORE_MEMBERS else rename(name)
+
+    return _PROJECTION_NAME.sub(one, text)
+
+
+def projection_depth(tree: Projection | None) -> int:
+    """How many Linked Entity hops a projection takes: one per level of braces (§4.21)."""
+    if not tree:
+        return 0
+    return max((1 + projection_depth(sub) for sub in tree.values() if sub is not None), default=0)
+
+
+def require_join(join: Join | None, hops: int, what: str) -> None:
+    """§5.7.2.4: a ``pick``/``omit``/``q`` reaching ``hops`` Linked Entities deep needs a join of at
+    least that ``joinLevel`` (itself at most ``MAX_JOIN_LEVEL``); 400 BadRequestData otherwise."""
+    if hops == 0:
+        return
+    if join is None:
+        raise bad_request(f"{what} reads Linked Entities ({{...}}): it needs join=flat or join=inline.")
+    if hops > join.level:
+        raise bad_request(f"{what} goes {hops} Linked Entity hops deep, beyond joinLevel={join.level}.")
 
 
 def projection_param(values: list[str], ctx: ActiveContext, param: str, join: str | None) -> Projection | None:
@@ -123,7 +159,10 @@ def parse_join(
             raise bad_request(f"containedBy holds entity ids (URIs), got {eid!r}.")
     if join in (None, "@none"):
         return None
-    return Join(join, depth, frozenset(contained_by), pick, omit)
+    found = Join(join, depth, frozenset(contained_by), pick, omit)
+    require_join(found, projection_depth(pick), "pick")
+    require_join(found, projection_depth(omit), "omit")
+    return found
 
 
 # --------------------------------------------------------------------------- the link graph

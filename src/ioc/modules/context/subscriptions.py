@@ -113,9 +113,19 @@ def _names(value: Any, what: str, ctx: ActiveContext) -> list[str]:
 
 
 def _members(value: Any, what: str, ctx: ActiveContext) -> list[str]:
+    """``notification.pick``/``omit`` (Table 5.2.14.1-1): §4.21 projections, kept as written with their
+    names expanded."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise bad_request(f"{what} must be a non-empty array of names.")
-    return [v if v in ("id", "type", "scope") else ctx.expand(v) for v in value]
+    for v in value:
+        linked.parse_projection(v, ctx, what)
+    return [linked.rename_projection(v, ctx.expand) for v in value]
+
+
+def _projection(note: dict[str, Any], member: str, ctx: ActiveContext) -> linked.Projection | None:
+    """The stored ``pick`` or ``omit`` of a notification as one projection (its items are or-ed, §4.21)."""
+    items = note.get(member)
+    return linked.parse_projection(",".join(items), ctx, f"notification.{member}") if items else None
 
 
 def _positive(value: Any, what: str) -> float:
@@ -197,7 +207,9 @@ def _notification(raw: Any, ctx: ActiveContext) -> dict[str, Any]:
             out[member] = raw[member]
     if "join" in raw or "joinLevel" in raw:
         # §5.2.14 NotificationParams join/joinLevel (§4.5.23): validated, kept as written
-        linked.parse_join(raw.get("join"), raw.get("joinLevel"), [], None, None)
+        linked.parse_join(
+            raw.get("join"), raw.get("joinLevel"), [], _projection(out, "pick", ctx), _projection(out, "omit", ctx)
+        )
         out.update({m: raw[m] for m in ("join", "joinLevel") if m in raw})
     if out.get("showChanges") and out.get("format") in ("keyValues", "simplified"):
         # Table 5.2.14.1-1: showChanges cannot be true when format is keyValues (or its synonym simplified)
@@ -365,9 +377,11 @@ def render_subscription(row: NgsiSubscription, ctx: ActiveContext, *, sys_attrs:
     if "isActive" in doc:  # shown as given (its default, true, is not added)
         out["isActive"] = row.is_active
     note = dict(doc.get("notification", {}))
-    for member in ("attributes", "pick", "omit"):
+    if "attributes" in note:
+        note["attributes"] = [n if n in ("id", "type", "scope") else ctx.compact(n) for n in note["attributes"]]
+    for member in ("pick", "omit"):
         if member in note:
-            note[member] = [n if n in ("id", "type", "scope") else ctx.compact(n) for n in note[member]]
+            note[member] = [linked.rename_projection(n, ctx.compact) for n in note[member]]
     if row.last_status:
         note["status"] = row.last_status
     if row.times_sent:
@@ -699,6 +713,15 @@ class Compiled:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _stored_projection(note: dict[str, Any], member: str, core: ActiveContext) -> linked.Projection | None:
+    """A stored ``pick``/``omit``; one written before they were checked as projections, which the
+    parser refuses, keeps its old meaning: plain member names."""
+    try:
+        return _projection(note, member, core)
+    except NgsiError:
+        return dict.fromkeys(note[member])
+
+
 def compile_subscription(row: NgsiSubscription, loader: ContextLoader) -> Compiled:
     doc = row.doc
     ctx = loader.active(doc.get("qContext", row.context))
@@ -718,7 +741,8 @@ def compile_subscription(row: NgsiSubscription, loader: ContextLoader) -> Compil
         geo = parse_geoq(g["georel"], g["geometry"], g["coordinates"], g["geoproperty"], core)
     note = doc.get("notification", {})
     attributes = set(note["attributes"]) if note.get("attributes") else None
-    pick = set(note["pick"]) if note.get("pick") else None
+    pick_tree, omit_tree = _stored_projection(note, "pick", core), _stored_projection(note, "omit", core)
+    pick = linked.top_names(pick_tree, omit=False) if pick_tree is not None else None
     if attributes is not None:
         pick = attributes | {"id", "type", "scope"}
     fmt = note.get("format", "normalized")
@@ -727,7 +751,7 @@ def compile_subscription(row: NgsiSubscription, loader: ContextLoader) -> Compil
         sys_attrs=bool(note.get("sysAttrs")),
         lang=doc.get("lang"),
         pick=pick,
-        omit=set(note["omit"]) if note.get("omit") else None,
+        omit=linked.top_names(omit_tree, omit=True) if omit_tree is not None else None,
     )
     return Compiled(
         selectors=selectors,
@@ -745,7 +769,7 @@ def compile_subscription(row: NgsiSubscription, loader: ContextLoader) -> Compil
         show_changes=bool(note.get("showChanges")),
         accept=note.get("endpoint", {}).get("accept", JSON),
         datasets={"" if d == "@none" else d for d in doc["datasetId"]} if doc.get("datasetId") else None,
-        join=linked.parse_join(note.get("join"), note.get("joinLevel"), [], None, None),
+        join=linked.parse_join(note.get("join"), note.get("joinLevel"), [], pick_tree, omit_tree),
     )
 
 
