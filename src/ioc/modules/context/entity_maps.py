@@ -48,7 +48,7 @@ from .ld import is_uri
 from .models import NgsiEntity, NgsiEntityMap
 from .settings import NgsiLdSettings
 from .store import check_tenant
-from .temporal_query import parse_duration
+from .temporal_query import Duration, parse_duration
 
 PREFIX = "/ngsi-ld/v1"
 HEADER = "NGSILD-EntityMap"
@@ -134,10 +134,10 @@ def lifetime(raw: str | None, settings: NgsiLdSettings) -> timedelta:
     return min(timedelta(days=days), longest)
 
 
-def _duration(raw: str) -> Any:
+def _duration(raw: str) -> Duration:
     try:
         return parse_duration(raw)
-    except Exception as exc:  # its message names aggrPeriodDuration
+    except NgsiError as exc:  # its message names aggrPeriodDuration
         raise bad_request(f"entityMapLifetime must be an ISO 8601 duration such as PT1H, got {raw!r}.") from exc
 
 
