@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -491,8 +492,14 @@ def build_router(broker: Broker) -> APIRouter:
             return respond(feature, ctx, media, headers=headers, body_json=prefers_json_body(request))
         return respond(items[0][1], ctx, media, headers=headers)
 
-    @router.patch("/entities/{entity_id:entity_id}/attrs")
-    def update_attrs(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
+    @router.patch("/entities/{entity_id:entity_id}/attrs", openapi_extra={"parameters": [_ENTITY_ID_PARAMETER]})
+    async def update_attrs(request: Request) -> Response:
+        # the most frequent write: its parameters are read here, as Retrieve Entity's are
+        principal = await ngsi_principal(request)
+        raw = await request.body()
+        return await run_in_threadpool(_update_attrs, request.path_params["entity_id"], request, principal, raw)
+
+    def _update_attrs(entity_id: str, request: Request, principal: Principal | None, raw: bytes) -> Response:
         tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object of attributes.")

@@ -357,28 +357,34 @@ _TENANT = select(NgsiTenant.name).where(NgsiTenant.name == bindparam("tenant"))
 
 
 def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
-    """One entity with all its attributes, as ``load_entities`` loads it, without a Session: the
-    same statement (``_ONE``), compiled once, on a pooled driver connection, each column
-    converted by its own type's result processor. For Retrieve Entity, where the Session's
-    transaction bookkeeping and SQLAlchemy's per-row machinery cost several times the read itself
-    (on SQLite). The entity's own columns, repeated on each attribute's row, are converted once.
-    One SELECT reads one consistent snapshot. 404 NonexistentTenant as ``check_tenant`` when the
-    entity is missing and so is its tenant."""
-    dialect = db.engine.dialect
-    sql, names, processors = _compiled(dialect, _ONE)
+    """One entity with all its attributes, as ``load_entities`` loads it, without a Session: on a
+    pooled driver connection (``_read_one``). For Retrieve Entity, where the Session's transaction
+    bookkeeping costs more than the read itself (on SQLite). One SELECT reads one consistent
+    snapshot. 404 NonexistentTenant as ``check_tenant`` when the entity is missing and so is its
+    tenant."""
     conn = db.engine.raw_connection()
     try:
-        cursor = conn.cursor()
-        cursor.execute(sql, _driver_params(names, {"tenant": tenant, "id": entity_id}))
-        rows = cursor.fetchall()
-        if not rows and tenant:
-            tenant_sql, tenant_names, _ = _compiled(dialect, _TENANT)
+        entity = _read_one(conn.cursor(), db.engine.dialect, tenant, entity_id)
+        if entity is None and tenant:
+            tenant_sql, tenant_names, _ = _compiled(db.engine.dialect, _TENANT)
+            cursor = conn.cursor()
             cursor.execute(tenant_sql, _driver_params(tenant_names, {"tenant": tenant}))
             if cursor.fetchone() is None:
                 raise NgsiError("NonexistentTenant", f"The tenant {tenant!r} does not exist.")
-        cursor.close()
     finally:
         conn.close()
+    return entity
+
+
+def _read_one(cursor: Any, dialect: Dialect, tenant: str, entity_id: str) -> StoredEntity | None:
+    """One entity and its attributes in one statement (``_ONE``, compiled once) on a driver cursor,
+    each column converted by its own type's result processor: what SQLAlchemy would return, without
+    its per-row machinery. The entity's own columns, repeated on each attribute's row, are converted
+    once."""
+    sql, names, processors = _compiled(dialect, _ONE)
+    cursor.execute(sql, _driver_params(names, {"tenant": tenant, "id": entity_id}))
+    rows = cursor.fetchall()
+    cursor.close()
     if not rows:
         return None
 
@@ -386,7 +392,6 @@ def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
         process = processors[i]
         return row[i] if process is None else process(row[i])
 
-    # one row per attribute instance, each repeating the entity's columns: those are read once
     first = rows[0]
     entity = StoredEntity(first[0], first[1], list(value(first, 2)), value(first, 3), value(first, 4), value(first, 5))
     for row in rows:
@@ -407,15 +412,10 @@ def load_entities(
     unique = list(dict.fromkeys(ids))
     conn = session.connection()
     if len(unique) == 1 and names is None:
-        entity: StoredEntity | None = None
-        for pk, eid, types, scope, created, modified, name, ds, doc, a_created, a_modified in conn.execute(
-            _ONE, {"tenant": tenant, "id": unique[0]}
-        ):
-            if entity is None:
-                entity = found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified)
-            if name is not None:
-                entity.attrs.setdefault(name, {})[ds] = Instance(doc, a_created, a_modified)
-        return found
+        # one entity, the most frequent load (every write to one entity): in the session's
+        # transaction, on its driver connection
+        entity = _read_one(conn.connection.cursor(), conn.dialect, tenant, unique[0])
+        return {entity.id: entity} if entity is not None else {}
     for i in range(0, len(unique), CHUNK):
         chunk = unique[i : i + CHUNK]
         rows = conn.execute(_statements(conn.dialect.name)["by_ids"], {"tenant": tenant, "ids": chunk}).all()
