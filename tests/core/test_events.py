@@ -556,6 +556,12 @@ def test_a_consumer_with_only_other_topics_past_it_is_moved_without_running(db: 
     bus.poll_once()
     assert cursor_of(db, "things").last_id == latest_event_id_of(db)
     assert bus.stats.consumer_runs == runs and len(calls) == 1
+    bus.BATCH = 3  # more of them than one read holds: past them all in the same round
+    emit(db, OTHER, *range(20, 30))
+    bus.poll_once()
+    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    assert bus.stats.consumer_runs == runs
+    bus.BATCH = 500
     emit(db, OTHER, 12)
     emit(db, THING, 13)  # one of its own among them: it runs, past everything
     bus.poll_once()

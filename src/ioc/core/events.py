@@ -317,12 +317,16 @@ def matching_events_after(
 
 
 def _passed_to(session: Session, patterns: Sequence[str], after_id: int, limit: int) -> int | None:
-    """The id up to which the next ``limit`` events after ``after_id`` are all of other topics than
-    ``patterns`` (``after_id`` when there are none); None when one of them matches."""
-    heads = session.connection().execute(_HEADS, {"after": after_id, "limit": limit}).all()
-    if any(matches(patterns, topic) for _, topic in heads):
-        return None
-    return int(heads[-1][0]) if heads else after_id
+    """The id of the last event after ``after_id`` when all of them are of other topics than
+    ``patterns`` (``after_id`` when there are none), read ``limit`` at a time; None when one matches."""
+    while True:
+        heads = session.connection().execute(_HEADS, {"after": after_id, "limit": limit}).all()
+        if any(matches(patterns, topic) for _, topic in heads):
+            return None
+        if heads:
+            after_id = int(heads[-1][0])
+        if len(heads) < limit:
+            return after_id
 
 
 def latest_event_id(session: Session) -> int:
