@@ -12,12 +12,12 @@ import logging
 from ioc.core.registry import MapLayer, ModuleContext
 
 from . import entity_maps, validation
-from .api import PREFIX, build_fallback_router, build_router
+from .api import build_fallback_router, build_router
 from .contexts import DbContextSource
 from .devices import build_router as build_device_router
 from .devices import demo_seeder
 from .events import UPSERT, upsert_handler
-from .http import Broker
+from .http import PREFIX, Broker
 from .ingest import Ingestor, mqtt_lifespan, offline_job
 from .ld import ContextLoader
 from .notify import Notifier, NotifySettings

@@ -34,6 +34,7 @@ from .http import (
     GEOJSON,
     JSON,
     JSONLD,
+    PREFIX,
     Body,
     Broker,
     OptionalPrincipal,
@@ -73,8 +74,6 @@ from .search import (
     type_names,
 )
 from .store import ChangeSet, StoredEntity, check_tenant, flush, load_entities
-
-PREFIX = "/ngsi-ld/v1"
 
 # Query parameters each operation understands (§6.3.20: any other is 400 InvalidRequest).
 _LOCAL = frozenset({"local", "via"})

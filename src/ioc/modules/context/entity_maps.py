@@ -28,11 +28,12 @@ from sqlalchemy.orm import Session
 
 from ioc.core import audit
 from ioc.core.auth import Principal
-from ioc.core.db import Database, utcnow
+from ioc.core.db import Database, get_database, utcnow
 
 from .entity import format_datetime, parse_datetime
 from .errors import NgsiError, NgsiRoute, bad_request, not_found
 from .http import (
+    PREFIX,
     Body,
     Broker,
     OptionalPrincipal,
@@ -50,7 +51,6 @@ from .settings import NgsiLdSettings
 from .store import check_tenant
 from .temporal_query import Duration, parse_duration
 
-PREFIX = "/ngsi-ld/v1"
 HEADER = "NGSILD-EntityMap"
 #: Most entities one map holds (a query matching more is 403 TooManyResults).
 MAX_ENTITIES = 10_000
@@ -229,10 +229,6 @@ def build_router(broker: Broker) -> APIRouter:
     """Retrieve, update and delete an entity map (§5.14.1-3, ``/entityMaps/{id}``)."""
     router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD"])
 
-    def _db(request: Request) -> Database:
-        db: Database = request.app.state.db
-        return db
-
     @router.get("/entityMaps/{map_id:path}")
     def retrieve_map(map_id: str, request: Request, principal: OptionalPrincipal) -> Response:
         media = accept(request)
@@ -243,7 +239,7 @@ def build_router(broker: Broker) -> APIRouter:
         tenant = tenant_of(request)
         mid = _checked_id(map_id)
         ctx = query_context(broker, request)
-        with _db(request).session() as session:
+        with get_database(request).session() as session:
             emap = _found(session, tenant, mid)
         return respond(emap.body(), ctx, media)
 
@@ -258,7 +254,7 @@ def build_router(broker: Broker) -> APIRouter:
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object.")
         expires = parse_datetime(body["expiresAt"], "expiresAt") if "expiresAt" in body else None
-        with _db(request).session() as session:
+        with get_database(request).session() as session:
             emap = _found(session, tenant, mid)
             if expires is not None:
                 latest = utcnow() + timedelta(seconds=broker.settings.entity_map_max_lifetime_seconds)
@@ -275,7 +271,7 @@ def build_router(broker: Broker) -> APIRouter:
         require_write(broker, principal)
         tenant = tenant_of(request)
         mid = _checked_id(map_id)
-        with _db(request).session() as session:
+        with get_database(request).session() as session:
             _found(session, tenant, mid)
             session.execute(delete(NgsiEntityMap).where(NgsiEntityMap.tenant == tenant, NgsiEntityMap.map_id == mid))
             _audit(session, principal, "context.entity_map.delete", mid)

@@ -31,6 +31,10 @@ MERGE_PATCH = "application/merge-patch+json"
 _TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
+#: Where the NGSI-LD API is served.
+PREFIX = "/ngsi-ld/v1"
+
+
 async def raw_body(request: Request) -> bytes:
     return await request.body()
 

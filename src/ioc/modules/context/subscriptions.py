@@ -39,6 +39,7 @@ from .errors import NgsiError, NgsiRoute, bad_request, not_found
 from .events import EntityChange
 from .http import (
     JSONLD,
+    PREFIX,
     Body,
     Broker,
     accept,
@@ -67,7 +68,6 @@ from .subscriptions_models import NgsiSubscription
 
 log = logging.getLogger("ioc.context.subscriptions")
 
-PREFIX = "/ngsi-ld/v1"
 NULL = "urn:ngsi-ld:null"
 TRIGGERS = (
     "entityCreated",

@@ -23,7 +23,7 @@ from ioc.core import audit
 from ioc.core.auth import OptionalPrincipal, Principal
 
 from . import entity_maps
-from .api import PREFIX, attribute_deletion, entity_types, write_session
+from .api import attribute_deletion, entity_types, write_session
 from .batch import _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
@@ -42,6 +42,7 @@ from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_foun
 from .http import (
     JSON,
     JSONLD,
+    PREFIX,
     Body,
     Broker,
     accept,
