@@ -112,7 +112,7 @@ def map_request(request: Request, settings: NgsiLdSettings) -> MapRequest:
         raise bad_request("entityMap must be true or false.")
     header = request.headers.get(HEADER)
     reference = _map_id(header) if header is not None and header.strip() else None
-    return MapRequest(raw == "true", reference, lifetime(request.query_params.get("entityMapLifetime"), settings))
+    return MapRequest(raw == "true", reference, _lifetime(request.query_params.get("entityMapLifetime"), settings))
 
 
 def _map_id(header: str) -> str:
@@ -121,10 +121,15 @@ def _map_id(header: str) -> str:
     return unquote(value.rsplit("/entityMaps/", 1)[-1]) if "/entityMaps/" in value else value
 
 
-def lifetime(raw: str | None, settings: NgsiLdSettings) -> timedelta:
+def _longest(settings: NgsiLdSettings) -> timedelta:
+    """The longest a map lives, whatever a query or an update asks (Table 6.4.3.2-1: the broker sets it)."""
+    return timedelta(seconds=settings.entity_map_max_lifetime_seconds)
+
+
+def _lifetime(raw: str | None, settings: NgsiLdSettings) -> timedelta:
     """The lifetime a map is given: ``entityMapLifetime`` (an ISO 8601 duration, at least one second),
-    or the default; never more than the broker's maximum (Table 6.4.3.2-1: the broker sets it)."""
-    longest = timedelta(seconds=settings.entity_map_max_lifetime_seconds)
+    or the default; never more than the longest."""
+    longest = _longest(settings)
     if raw is None:
         return min(timedelta(seconds=settings.entity_map_lifetime_seconds), longest)
     duration = _duration(raw)
@@ -158,39 +163,30 @@ def create(session: Session, tenant: str, entity_ids: list[str], life: timedelta
     return emap
 
 
-def live(session: Session, tenant: str, map_id: str) -> EntityMap | None:
-    """The tenant's map ``map_id`` when it exists and has not expired."""
+def _live_row(session: Session, tenant: str, map_id: str) -> NgsiEntityMap | None:
+    """The stored row of the tenant's map ``map_id`` when it exists and has not expired."""
     row = session.get(NgsiEntityMap, (tenant, map_id))
-    if row is None or row.expires_at <= utcnow():
-        return None
-    return EntityMap(row.map_id, list(row.entity_ids), row.expires_at)
+    return None if row is None or row.expires_at <= utcnow() else row
 
 
-def prune(session: Session, tenant: str, emap: EntityMap) -> None:
-    """Take out of the map the entities deleted since it was made (§5.5.9.3)."""
-    if not emap.entity_ids:
-        return
-    present = set(
-        session.scalars(
-            select(NgsiEntity.entity_id).where(NgsiEntity.tenant == tenant, NgsiEntity.entity_id.in_(emap.entity_ids))
+def _pruned(session: Session, tenant: str, row: NgsiEntityMap) -> EntityMap:
+    """The map, without the entities deleted since it was made (taken out of the row too, §5.5.9.3)."""
+    ids: list[str] = list(row.entity_ids)
+    if ids:
+        present = set(
+            session.scalars(
+                select(NgsiEntity.entity_id).where(NgsiEntity.tenant == tenant, NgsiEntity.entity_id.in_(ids))
+            )
         )
-    )
-    if len(present) == len(emap.entity_ids):
-        return
-    emap.entity_ids = [eid for eid in emap.entity_ids if eid in present]
-    row = session.get(NgsiEntityMap, (tenant, emap.id))
-    if row is not None:
-        row.entity_ids = emap.entity_ids
+        if len(present) < len(ids):
+            ids = row.entity_ids = [eid for eid in ids if eid in present]
+    return EntityMap(row.map_id, ids, row.expires_at)
 
 
 def use(session: Session, tenant: str, asked: MapRequest) -> EntityMap | None:
     """The live map the request names, pruned; None when it names none or a dead one."""
-    if asked.reference is None:
-        return None
-    emap = live(session, tenant, asked.reference)
-    if emap is not None:
-        prune(session, tenant, emap)
-    return emap
+    row = _live_row(session, tenant, asked.reference) if asked.reference is not None else None
+    return _pruned(session, tenant, row) if row is not None else None
 
 
 def for_entities(session: Session, tenant: str, asked: MapRequest, entity_ids: list[str]) -> EntityMap | None:
@@ -217,12 +213,12 @@ def _checked_id(raw: str) -> str:
     return map_id
 
 
-def _found(session: Session, tenant: str, map_id: str) -> EntityMap:
+def _found(session: Session, tenant: str, map_id: str) -> NgsiEntityMap:
     check_tenant(session, tenant)
-    emap = live(session, tenant, map_id)
-    if emap is None:
+    row = _live_row(session, tenant, map_id)
+    if row is None:
         raise not_found(f"No entity map {map_id}.")
-    return emap
+    return row
 
 
 def build_router(broker: Broker) -> APIRouter:
@@ -240,8 +236,9 @@ def build_router(broker: Broker) -> APIRouter:
         mid = _checked_id(map_id)
         ctx = query_context(broker, request)
         with get_database(request).session() as session:
-            emap = _found(session, tenant, mid)
-        return respond(emap.body(), ctx, media)
+            row = _found(session, tenant, mid)
+            body = EntityMap(row.map_id, list(row.entity_ids), row.expires_at).body()
+        return respond(body, ctx, media)
 
     @router.patch("/entityMaps/{map_id:path}")
     def update_map(map_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -255,15 +252,10 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("The body must be a JSON object.")
         expires = parse_datetime(body["expiresAt"], "expiresAt") if "expiresAt" in body else None
         with get_database(request).session() as session:
-            emap = _found(session, tenant, mid)
+            row = _found(session, tenant, mid)
             if expires is not None:
-                latest = utcnow() + timedelta(seconds=broker.settings.entity_map_max_lifetime_seconds)
-                row = session.get(NgsiEntityMap, (tenant, mid))
-                assert row is not None
-                row.expires_at = min(expires, latest)
-                _audit(
-                    session, principal, "context.entity_map.update", emap.id, expiresAt=format_datetime(row.expires_at)
-                )
+                row.expires_at = min(expires, utcnow() + _longest(broker.settings))
+                _audit(session, principal, "context.entity_map.update", mid, expiresAt=format_datetime(row.expires_at))
         return Response(status_code=204)
 
     @router.delete("/entityMaps/{map_id:path}")
@@ -272,8 +264,7 @@ def build_router(broker: Broker) -> APIRouter:
         tenant = tenant_of(request)
         mid = _checked_id(map_id)
         with get_database(request).session() as session:
-            _found(session, tenant, mid)
-            session.execute(delete(NgsiEntityMap).where(NgsiEntityMap.tenant == tenant, NgsiEntityMap.map_id == mid))
+            session.delete(_found(session, tenant, mid))
             _audit(session, principal, "context.entity_map.delete", mid)
         return Response(status_code=204)
 
@@ -291,7 +282,6 @@ __all__ = [
     "build_router",
     "create",
     "for_entities",
-    "live",
     "map_request",
     "sweep",
     "use",

@@ -275,7 +275,11 @@ def ensure_tenant(session: Session, tenant: str, now: datetime) -> None:
 def check_tenant(session: Session, tenant: str) -> None:
     """404 NonexistentTenant for a read of a tenant nobody has written to."""
     if not tenant_exists(session, tenant):
-        raise NgsiError("NonexistentTenant", f"The tenant {tenant!r} does not exist.")
+        raise _nonexistent(tenant)
+
+
+def _nonexistent(tenant: str) -> NgsiError:
+    return NgsiError("NonexistentTenant", f"The tenant {tenant!r} does not exist.")
 
 
 # --------------------------------------------------------------------------- loading
@@ -370,7 +374,7 @@ def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
             cursor = conn.cursor()
             cursor.execute(tenant_sql, _driver_params(tenant_names, {"tenant": tenant}))
             if cursor.fetchone() is None:
-                raise NgsiError("NonexistentTenant", f"The tenant {tenant!r} does not exist.")
+                raise _nonexistent(tenant)
     finally:
         conn.close()
     return entity
