@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 #: A run of digits that may be an integer beyond 64 bits (2**63 has 19 digits).
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
 
 
 def dumps_bytes(value: Any) -> bytes:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
+from starlette.routing import BaseRoute
 
 from ioc.core.jobs import Job, JobFn
 
@@ -113,6 +114,7 @@ class Registry:
     """Everything the modules registered."""
 
     routers: list[tuple[APIRouter, str]] = field(default_factory=list)
+    routes: list[BaseRoute] = field(default_factory=list)
     measures: dict[str, KpiMeasure] = field(default_factory=dict)
     panels: list[Panel] = field(default_factory=list)
     map_layers: list[MapLayer] = field(default_factory=list)
@@ -130,6 +132,10 @@ class Registry:
 
     def add_router(self, router: APIRouter, prefix: str = "") -> None:
         self.routers.append((router, prefix))
+
+    def add_route(self, route: BaseRoute) -> None:
+        """A route tried before every router's (the most frequent requests), at its full path."""
+        self.routes.append(route)
 
     def add_measure(self, measure: KpiMeasure) -> None:
         if measure.name in self.measures:

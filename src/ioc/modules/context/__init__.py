@@ -16,6 +16,7 @@ from .api import build_fallback_router, build_router
 from .contexts import DbContextSource
 from .devices import build_router as build_device_router
 from .devices import demo_seeder
+from .errors import direct_routes
 from .events import UPSERT, upsert_handler
 from .http import PREFIX, Broker
 from .ingest import Ingestor, mqtt_lifespan, offline_job
@@ -49,7 +50,10 @@ def setup(ctx: ModuleContext) -> None:
     broker = Broker(settings, loader)
     ctx.extra["ngsild_broker"] = broker
     # Routes are tried one after another: the entities' first (most requests), the catch-all last.
-    ctx.registry.add_router(build_router(broker))
+    entities = build_router(broker)
+    ctx.registry.add_router(entities)
+    for route in direct_routes(entities, ("retrieve_entity", "update_attrs")):
+        ctx.registry.add_route(route)
     ctx.registry.add_router(build_temporal_router(broker))
     notify_settings = NotifySettings()
     notifier = Notifier(ctx.db, notify_settings, lambda: ctx.bus.running)

@@ -168,6 +168,8 @@ def render_options(request: Request, ctx: ActiveContext, *, default_sys: bool = 
     """The representation a read asks for with ``options``, ``format`` (which wins), ``lang`` and the
     projections; an ``options`` or ``format`` value the operation does not define is 400
     InvalidRequest (§6.3.20), as for the temporal API."""
+    if not request.query_params:  # the most frequent read: the normalized default
+        return RenderOptions(sys_attrs=default_sys)
     opts = options_of(request)
     fmt = request.query_params.get("format")
     unknown = opts - _READ_OPTIONS

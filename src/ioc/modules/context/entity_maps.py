@@ -107,6 +107,8 @@ class MapRequest:
 
 def map_request(request: Request, settings: NgsiLdSettings) -> MapRequest:
     """``entityMap``, ``entityMapLifetime`` and the ``NGSILD-EntityMap`` header of a query."""
+    if not request.query_params and HEADER not in request.headers:  # the most frequent read: none
+        return MapRequest(False, None, _lifetime(None, settings))
     raw = request.query_params.get("entityMap")
     if raw not in (None, "true", "false"):
         raise bad_request("entityMap must be true or false.")

@@ -396,6 +396,8 @@ def join_param(params: Any, ctx: ActiveContext, query: dict[str, Any] | None = N
     """The Linked Entity retrieval of a request: ``join`` and ``joinLevel`` from the query parameters,
     or from the Query object of ``POST /entityOperations/query`` (§5.2.23) when given; ``containedBy``
     and the braces of ``pick``/``omit`` from the query parameters."""
+    if query is None and not params:
+        return None  # the most frequent read names nothing to join
     source = query if query is not None else params
     join = source.get("join")
     contained = [i.strip() for raw in params.getlist("containedBy") for i in raw.split(",") if i.strip()]
