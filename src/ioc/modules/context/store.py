@@ -18,7 +18,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, any_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, Table, and_, any_, bindparam, delete, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -479,22 +479,33 @@ def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
         _executemany(session, table, rows, None, ())
 
 
+def _update_many(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> None:
+    """``UPDATE ... SET`` the rows' other columns ``WHERE key = ...`` of many rows (no ORM unit of work)."""
+    if rows:
+        _executemany(session, table, rows, (key,), (), update=True)
+
+
 def _executemany(
     session: Session,
     table: Table,
     rows: list[dict[str, Any]],
     keys: tuple[str, ...] | None,
     update_cols: tuple[str, ...],
+    *,
+    update: bool = False,
 ) -> None:
     """The driver's executemany with positional parameters, each converted by its column type's
     own bind processor, as SQLAlchemy would send it (pipeline mode and one prepared statement
     on PostgreSQL). SQLAlchemy's own paths cost more than the write: multi-row VALUES pages made
     psycopg parse a query of thousands of named parameters per page (never cached: too long),
     and on SQLite its per-row parameter processing converted the change set's one timestamp
-    again for every row; here a timestamp is converted once per statement."""
+    again for every row; here a timestamp is converted once per statement. An INSERT (ON
+    CONFLICT ``keys`` when given), or with ``update`` an UPDATE by ``keys``."""
     conn = session.connection()
     cols = tuple(rows[0])
-    sql, processors, timestamps = _bulk_statement(table, cols, keys, update_cols, conn.dialect)
+    if update and keys is not None:
+        cols = (*(c for c in cols if c not in keys), *keys)  # SET ... WHERE: the keys' values last
+    sql, processors, timestamps = _bulk_statement(table, cols, keys, update_cols, conn.dialect, update)
     # Column by column, so the conversions run in C loops (map) rather than a call per value.
     columns: list[list[Any]] = []
     for col, proc, timestamp in zip(cols, processors, timestamps, strict=True):
@@ -516,16 +527,28 @@ def _executemany(
 
 @functools.lru_cache(maxsize=64)
 def _bulk_statement(
-    table: Table, cols: tuple[str, ...], keys: tuple[str, ...] | None, update_cols: tuple[str, ...], dialect: Any
+    table: Table,
+    cols: tuple[str, ...],
+    keys: tuple[str, ...] | None,
+    update_cols: tuple[str, ...],
+    dialect: Any,
+    update: bool = False,
 ) -> tuple[str, list[Any], list[bool]]:
     """The statement, the columns' bind processors, and which columns hold timestamps."""
     quote = dialect.identifier_preparer.quote
     mark = "%s" if dialect.name == "postgresql" else "?"
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)}) "
-        f"VALUES ({', '.join([mark] * len(cols))})"
-    )
-    if keys is not None:
+    if update:
+        assert keys is not None
+        sql = (
+            f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in cols if c not in keys)} "
+            f"WHERE {' AND '.join(f'{quote(k)} = {mark}' for k in keys)}"
+        )
+    else:
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)}) "
+            f"VALUES ({', '.join([mark] * len(cols))})"
+        )
+    if keys is not None and not update:
         sql += f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
         sql += (
             "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update_cols)
@@ -602,13 +625,15 @@ def flush(session: Session, cs: ChangeSet) -> None:
                 by_id[eid].pk = pk
         cs.types_changed.update(by_id)
     if cs.touched:
-        session.connection().execute(
-            _TOUCH_ENTITIES,
+        _update_many(
+            session,
+            _table(NgsiEntity),
             [
-                {"b_pk": e.pk, "b_types": e.types, "b_scope": e.scope, "b_modified": e.modified_at}
+                {"types": e.types, "scope": e.scope, "modified_at": e.modified_at, "pk": e.pk}
                 for e in cs.touched.values()
                 if e.pk is not None
             ],
+            "pk",
         )
     if cs.types_changed:
         entities = [e for e in [*cs.new, *cs.touched.values()] if e.id in cs.types_changed and e.pk is not None]
@@ -659,11 +684,6 @@ def flush(session: Session, cs: ChangeSet) -> None:
         _insert_many(session, _table(NgsiAttributeHistory), cs.history)
 
 
-def _bind(name: str, column: str = "") -> Any:
-    table = _table(NgsiEntity)
-    return bindparam(name, type_=table.c[column].type) if column else bindparam(name)
-
-
 def _table(model: type[Any]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -672,15 +692,6 @@ def _table(model: type[Any]) -> Table:
 
 # Prebuilt write statements (see _statements).
 _NEW_ENTITIES = insert(_table(NgsiEntity)).returning(NgsiEntity.pk, NgsiEntity.entity_id)
-_TOUCH_ENTITIES = (
-    update(_table(NgsiEntity))
-    .where(_table(NgsiEntity).c.pk == _bind("b_pk"))
-    .values(
-        types=_bind("b_types", "types"),
-        scope=_bind("b_scope", "scope"),
-        modified_at=_bind("b_modified", "modified_at"),
-    )
-)
 
 
 def entity_exists(session: Session, tenant: str, entity_id: str) -> bool:
