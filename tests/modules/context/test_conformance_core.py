@@ -477,10 +477,11 @@ def test_representations(ngsi: Ngsi) -> None:
 
 
 def test_purge_entities(ngsi: Ngsi) -> None:
-    """Purge Entities §5.6.21 (TP 059_01_08 checks its parameters)."""
+    """Purge Entities §5.6.21 (TP 059_01_08 checks its parameters; 060_01, 060_03_01)."""
     r = ngsi.delete("/entities?invalidParams=invalidValue")
     assert r.status_code == 400 and kind(r) == "InvalidRequest"
-    assert ngsi.delete("/entities").status_code == 400
+    r = ngsi.delete("/entities")
+    assert r.status_code == 400 and kind(r) == "BadRequestData" and r.json()["title"]
     for n in (1, 2):
         ngsi.create({"id": f"urn:ngsi-ld:Purge:{n}", "type": "PurgeT"})
     ngsi.create({"id": "urn:ngsi-ld:Keep:1", "type": "KeepT"})
@@ -488,6 +489,76 @@ def test_purge_entities(ngsi: Ngsi) -> None:
     assert ngsi.get("/entities/urn:ngsi-ld:Purge:1").status_code == 404
     assert ngsi.get("/entities/urn:ngsi-ld:Keep:1").status_code == 200
     assert ngsi.delete("/entities", params={"type": "PurgeT"}).status_code == 404
+
+
+def building(ngsi: Ngsi, n: int) -> str:
+    """The suite's building-simple-attributes entity (as 060_* create it), id ``…:Building:{n}``."""
+    eid = f"urn:ngsi-ld:Building:{n}"
+    ngsi.create(
+        {
+            "id": eid,
+            "type": "Building",
+            "name": {"type": "Property", "value": "Eiffel Tower" if n == 1 else f"Building {n}"},
+            "subCategory": {"type": "Property", "value": ["tourism"]},
+            "airQualityLevel": {"type": "Property", "value": 4},
+            "almostFull": {"type": "Property", "value": False},
+        }
+    )
+    return eid
+
+
+def test_purge_refuses_a_selection_too_wide_and_deletes_nothing(ngsi: Ngsi) -> None:
+    """§5.6.21.4 (TPs 060_02_01, 060_06_01..04, 5621_01_01/02): keep with drop, ids or an id
+    pattern alone, attrs or q naming only system Attributes, and Linked Entity attrs or q are
+    400 BadRequestData, before anything is deleted."""
+    eid = building(ngsi, 1)
+    for params in (
+        {"type": "Building", "keep": "name", "drop": "subCategory"},
+        {"id": eid},
+        {"idPattern": ".*"},
+        {"attrs": "createdAt"},
+        {"q": 'modifiedAt>"2020-01-01T00:00:00Z"'},
+        {"scopeQ": "/Madrid/#"},
+        {"type": "Building", "q": 'owner{name}=="x"'},
+        {"type": "Building", "attrs": "owner{name}"},
+    ):
+        r = ngsi.delete("/entities", params=params)
+        assert r.status_code == 400 and kind(r) == "BadRequestData" and r.json()["title"], params
+    body = ngsi.get(f"/entities/{eid}").json()
+    assert {"name", "subCategory", "airQualityLevel", "almostFull"} <= set(body)
+
+
+def test_purge_selects_by_q_by_id_with_type_and_by_the_local_scope(ngsi: Ngsi) -> None:
+    """TPs 060_03_02 (q), 060_03_04 (id with type), 060_03_03 and 060_06_05 (local=true alone)."""
+    first, second, third = building(ngsi, 1), building(ngsi, 2), building(ngsi, 3)
+    assert ngsi.delete("/entities", params={"q": 'name=="Eiffel Tower"'}).status_code == 204
+    assert ngsi.get(f"/entities/{first}").status_code == 404
+    assert ngsi.get(f"/entities/{second}").status_code == 200
+    r = ngsi.delete("/entities", params={"id": second, "type": "Building"})
+    assert r.status_code == 204 and r.content == b""
+    assert ngsi.get(f"/entities/{second}").status_code == 404
+    assert ngsi.get(f"/entities/{third}").status_code == 200
+    ngsi.create({"id": "urn:ngsi-ld:Vehicle:9", "type": "Vehicle"})
+    assert ngsi.delete("/entities", params={"local": "true"}).status_code == 204
+    assert ngsi.get("/entities", params={"local": "true"}).json() == []
+
+
+def test_purge_drops_or_keeps_attributes_and_keeps_the_entities(ngsi: Ngsi) -> None:
+    """TPs 060_04_01 (``drop``) and 060_05_01 (``keep``, with only an id): the entities stay, the
+    Attributes named go (or all the others do), each deletion in the history and on the bus."""
+    first, second = building(ngsi, 1), building(ngsi, 2)
+    ngsi.post(f"/entities/{first}/attrs", json={"name": {"type": "Property", "value": "x", "datasetId": "urn:d:1"}})
+    r = ngsi.delete("/entities", params={"type": "Building", "drop": "name"})
+    assert r.status_code == 204 and r.content == b""
+    for eid in (first, second):
+        body = ngsi.get(f"/entities/{eid}").json()
+        assert "name" not in body and {"subCategory", "airQualityLevel", "almostFull"} <= set(body)
+    assert ngsi.delete("/entities", params={"id": second, "keep": "airQualityLevel"}).status_code == 204
+    body = ngsi.get(f"/entities/{second}").json()
+    assert set(body) == {"id", "type", "airQualityLevel"}
+    assert set(ngsi.get(f"/entities/{first}").json()) == {"id", "type", "subCategory", "airQualityLevel", "almostFull"}
+    history = ngsi.get(f"/temporal/entities/{first}", params={"timeproperty": "deletedAt"}).json()
+    assert "name" in history  # the dropped instances are deletions in the temporal history
 
 
 def test_ngsi_ld_null_deletes_a_relationship_in_update_and_partial_update(ngsi: Ngsi) -> None:

@@ -237,15 +237,18 @@ def test_query_body_scopeq(ngsi: Ngsi) -> None:
 
 
 def test_purge_by_scopeq(ngsi: Ngsi) -> None:
-    """Purge Entities (§5.6.21) selecting by scopeQ alone, or with a type."""
+    """Purge Entities (§5.6.21) selecting by scopeQ, with a type or the local scope."""
     create_all(ngsi)
     ngsi.create({"id": "urn:ngsi-ld:Room:1", "type": "Room", "scope": "/Madrid/Gardens"})
     assert ngsi.delete("/entities", params={"type": "Building", "scopeQ": "/Madrid/Gardens"}).status_code == 204
     assert ids(ngsi.get("/entities", params={"scopeQ": "/Madrid/Gardens", "local": "true"})) == ["urn:ngsi-ld:Room:1"]
-    assert ngsi.delete("/entities", params={"scopeQ": "/Madrid/#"}).status_code == 204
+    # scopeQ alone selects nothing (§5.6.21.4: a type, attrs, q, a geo-query or the local scope)
+    r = ngsi.delete("/entities", params={"scopeQ": "/Madrid/#"})
+    assert r.status_code == 400 and r.json()["type"] == ERR + "BadRequestData"
+    assert ngsi.delete("/entities", params={"scopeQ": "/Madrid/#", "local": "true"}).status_code == 204
     left = ids(ngsi.get("/entities", params={"local": "true"}))
     assert left == [NONE, VINH, LOWER]
-    r = ngsi.delete("/entities", params={"scopeQ": "/Nowhere/#"})
+    r = ngsi.delete("/entities", params={"scopeQ": "/Nowhere/#", "local": "true"})
     assert r.status_code == 404 and r.json()["type"] == ERR + "ResourceNotFound"
     assert ids(ngsi.get("/entities", params={"local": "true"})) == left
 

@@ -57,7 +57,7 @@ from .http import (
     tenant_of,
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, core_document, is_core_url, is_uri
-from .query import TypeExpr, parse_geoq, parse_q, parse_type_expr
+from .query import TypeExpr, has_links, parse_geoq, parse_q, parse_type_expr
 from .render import RenderOptions, _lang_ranges, geojson_feature, render_entity
 from .scope import parse_scope_query
 from .search import (
@@ -115,7 +115,10 @@ P_WRITE = _LOCAL | frozenset({"options", "type"})
 P_DELETE_ATTR = _LOCAL | frozenset({"datasetId", "deleteAll", "type"})
 P_DISCOVERY = _LOCAL | frozenset({"details", "limit", "offset", "type", "attrs"})
 P_CONTEXTS = frozenset({"details", "kind", "reload"})
-P_PURGE = _LOCAL | frozenset({"type", "id", "idPattern", "q", "scopeQ", "keep", "drop"})
+P_PURGE = _LOCAL | frozenset(
+    {"type", "id", "idPattern", "attrs", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty"}
+    | {"keep", "drop", "expandValues"}
+)
 P_NONE: frozenset[str] = frozenset()
 
 
@@ -414,17 +417,28 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.delete("/entities")
     def purge_entities(request: Request, principal: OptionalPrincipal) -> Response:
-        """Purge Entities (§5.6.21): delete every entity a type/id/idPattern/q selection matches."""
+        """Purge Entities (§5.6.21): delete the entities a selection matches or, with ``drop``, the
+        Attributes it names (``keep``: all but those) from each of them."""
         check_params(request, P_PURGE)
         require_write(broker, principal)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
-        p = request.query_params
-        if not any(k in p for k in ("type", "id", "idPattern", "q", "scopeQ")):
-            raise bad_request("Purge Entities needs type, id, idPattern, q or scopeQ.")
-        if "keep" in p or "drop" in p:
-            raise NgsiError("OperationNotSupported", "keep and drop are not supported; whole entities are purged.")
+        keep, drop = csv_param(request, "keep"), csv_param(request, "drop")
+        if keep is not None and drop is not None:
+            raise bad_request("keep and drop cannot be used together (§5.6.21.4).")
+        attrs = csv_param(request, "attrs")
+        if attrs and any("{" in a for a in attrs):  # §5.6.21.4: no Linked Entity retrieval
+            raise bad_request("Purge Entities does not follow Linked Entities: attrs cannot name theirs (§5.6.21.4).")
+        if not _purge_selects(request.query_params, attrs, keep if keep is not None else drop):
+            raise bad_request(
+                "Purge Entities is too wide: give a type, attrs or q naming a non-system Attribute, keep or "
+                "drop, a geo-query, or local=true; ids and id patterns alone select nothing (§5.6.21.4)."
+            )
         query = _entity_query(request, ctx, None)
+        if query.q is not None and has_links(query.q):
+            raise bad_request("Purge Entities does not follow Linked Entities: q cannot filter on theirs (§5.6.21.4).")
+        kept = {ctx.expand(a) for a in keep} if keep is not None else None
+        dropped = {ctx.expand(a) for a in drop or ()}
         with write_session(request, broker, tenant) as (session, cs):
             check_tenant(session, tenant)
             found, _ = run_query(session, tenant, query, ctx, limit=MAX_ORDERED + 1, offset=0, count=False)
@@ -433,7 +447,12 @@ def build_router(broker: Broker) -> APIRouter:
             if not found:
                 raise not_found("No entity matches the selection.")
             for entity in found:
-                cs.drop(entity)
+                if kept is None and not dropped:
+                    cs.drop(entity)
+                    continue
+                for name in list(entity.attrs):
+                    if (name not in kept) if kept is not None else (name in dropped):
+                        service.delete_attribute(cs, entity, name, dataset_id=None, delete_all=True)
         return Response(status_code=204)
 
     # An entity and its attributes, the most frequent requests, come first: routes are tried one
@@ -877,6 +896,19 @@ def query_page(
         raise NgsiError("TooManyResults", f"Ordering is offered for at most {MAX_ORDERED} matching entities.")
     ordered = order_entities(everything, ordering, ctx)
     return ordered[offset : offset + limit], (total if count else None)
+
+
+def _purge_selects(params: Any, attrs: list[str] | None, keep_or_drop: list[str] | None) -> bool:
+    """Whether a purge names enough to select by (§5.6.21.4): an Entity Type selector, a list of
+    Attributes (``attrs``, ``keep`` or ``drop``) or a q with a non-system Attribute, a geo-query,
+    or the local scope. Ids and id patterns narrow a selection but are not one."""
+    return (
+        "type" in params
+        or "georel" in params
+        or params.get("local") == "true"
+        or any(names and not system_only(names) for names in (attrs, keep_or_drop))
+        or ("q" in params and not system_only(_q_names(params["q"])))
+    )
 
 
 def _q_names(text: str) -> list[str]:
