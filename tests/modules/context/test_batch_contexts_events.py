@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import select
 
@@ -97,6 +98,42 @@ def test_jsonld_contexts(ngsi: Ngsi) -> None:
     assert ngsi.get("/jsonldContexts/" + local_id).status_code == 404
     assert ngsi.delete("/jsonldContexts/core").status_code == 400
     assert ngsi.get("/jsonldContexts/core", headers={"Accept": LD}).json()["@context"]["Property"] == "ngsi-ld:Property"
+
+
+def _kind(r: Any) -> str:
+    return str(r.json()["type"]).rsplit("/", 1)[1]
+
+
+def test_jsonld_contexts_as_the_suite_checks_them(ngsi: Ngsi) -> None:
+    """TPs 050_02_01 (no @context member: InvalidRequest), 5132_01 (an @context of another JSON
+    type, or an array holding one: BadRequestData), 053_01 (served as application/json, as given),
+    051_04 (reload of an unknown or hosted @context: BadRequestData; delete of an unknown one:
+    ResourceNotFound), 051_08 and 051_09 (the core @context is never deleted; reloading it is 204)."""
+    r = ngsi.post("/jsonldContexts", json={"no": "context"})
+    assert r.status_code == 400 and _kind(r) == "InvalidRequest" and r.json()["title"] != r.json()["detail"]
+    for value in (5, True, ["http://example.org/c.jsonld", 5]):
+        r = ngsi.post("/jsonldContexts", json={"@context": value})
+        assert r.status_code == 400 and _kind(r) == "BadRequestData" and "Location" not in r.headers, value
+    document = {"@context": {"Room": "http://example.org/Room", "size": "http://example.org/size"}}
+    local_id = ngsi.post("/jsonldContexts", json=document).headers["Location"].rsplit("/", 1)[1]
+    for params in ({}, {"details": "false"}):
+        r = ngsi.get("/jsonldContexts/" + local_id, params=params)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/json" and r.json() == document
+    for ident, reload, status, kind in (
+        ("wrong_id_context", "true", 400, "BadRequestData"),
+        ("wrong_id_context", "false", 404, "ResourceNotFound"),
+        ("wrong_id_context", None, 404, "ResourceNotFound"),
+        ("wrong_id_context", "xxx", 400, "BadRequestData"),
+        (local_id, "true", 400, "BadRequestData"),
+        (CORE, None, 400, "BadRequestData"),
+        (CORE, "false", 400, "BadRequestData"),
+    ):
+        r = ngsi.delete("/jsonldContexts/" + quote(ident, safe=""), params={"reload": reload} if reload else {})
+        assert (r.status_code, _kind(r)) == (status, kind), (ident, reload)
+    assert ngsi.delete("/jsonldContexts/" + quote(CORE, safe=""), params={"reload": "true"}).status_code == 204
+    r = ngsi.get("/jsonldContexts/" + quote(CORE, safe=""), params={"details": "true"})
+    assert r.status_code == 200 and r.json()["kind"] == "Cached"
+    assert ngsi.get("/jsonldContexts/" + local_id).status_code == 200  # nothing above deleted it
 
 
 def _events(db: Database, topic: str) -> list[dict[str, Any]]:

@@ -181,6 +181,12 @@ def tp(ngsi: Ngsi, suite: SuiteContexts, listener: Listener) -> Suite:
     return Suite(ngsi, suite, listener)
 
 
+def as_the_suite_reads(subscription: dict[str, Any]) -> dict[str, Any]:
+    """A subscription as the suite compares it (028_01, 030_03, 031): without ``jsonldContext``, the
+    URL of the @context implicitly created for a request whose @context is not one URI (§5.13)."""
+    return {k: v for k, v in subscription.items() if k != "jsonldContext"}
+
+
 def sub(*, notification: dict[str, Any] | None = None, **members: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": f"urn:ngsi-ld:Subscription:{uuid.uuid4()}",
@@ -226,14 +232,20 @@ def test_create_and_retrieve_as_the_suite_compares(tp: Suite) -> None:
         "notificationTrigger": ["attributeCreated", "attributeUpdated"],
     }
     r = tp.ngsi.get(f"/subscriptions/{sid}", headers={"Accept": LD, **tp.ctx.link()})
-    assert r.status_code == 200 and r.json() == {**expected, "@context": tp.ctx.url}
+    assert r.status_code == 200 and as_the_suite_reads(r.json()) == {**expected, "@context": tp.ctx.url}
     r = tp.ngsi.get(f"/subscriptions/{sid}", headers=tp.ctx.link())
-    assert r.json() == expected
+    assert as_the_suite_reads(r.json()) == expected
+    # the @context, given as an array, was hosted as ImplicitlyCreated: the jsonldContext (050_03, 052_06)
+    implicit = r.json()["jsonldContext"].rsplit("/", 1)[1]
+    assert tp.ngsi.get(f"/jsonldContexts/{implicit}").json() == {"@context": tp.ld({})["@context"]}
+    listed = tp.ngsi.get("/jsonldContexts", params={"kind": "ImplicitlyCreated", "details": "true"}).json()
+    assert [(c["localId"], c["kind"]) for c in listed] == [(implicit, "ImplicitlyCreated")]
+    assert tp.ngsi.delete(f"/jsonldContexts/{implicit}", params={"reload": "true"}).status_code == 400  # 051_07
 
     with_ds = sub(datasetId=[FR], notification={"format": "normalized", "endpoint": endpoint(LD)})
     sid = tp.subscribe(with_ds, endpoint=False)
     r = tp.ngsi.get(f"/subscriptions/{sid}", headers={"Accept": LD, **tp.ctx.link()})
-    assert r.json() == {
+    assert as_the_suite_reads(r.json()) == {
         "id": sid,
         "type": "Subscription",
         "entities": [{"type": "Building"}],
@@ -377,8 +389,8 @@ def test_update_and_read_back(tp: Suite) -> None:
         "status": "active",
         "notificationTrigger": ["attributeCreated", "attributeUpdated"],
     }
-    assert ngsi.get(f"/subscriptions/{sid}", headers=tp.ctx.link()).json() == expected
-    expanded = ngsi.get(f"/subscriptions/{sid}").json()
+    assert as_the_suite_reads(ngsi.get(f"/subscriptions/{sid}", headers=tp.ctx.link()).json()) == expected
+    expanded = as_the_suite_reads(ngsi.get(f"/subscriptions/{sid}").json())
     assert expanded == {**expected, "entities": [{"type": VOCAB + "Vehicle"}]}
 
     second = {
@@ -390,7 +402,7 @@ def test_update_and_read_back(tp: Suite) -> None:
     }
     assert ngsi.patch(f"/subscriptions/{sid}", json=second, headers=tp.ctx.link()).status_code == 204
     r = ngsi.get(f"/subscriptions/{sid}", headers={"Accept": LD, **tp.ctx.link()})
-    assert r.json() == {**expected, "notification": second["notification"], "@context": tp.ctx.url}
+    assert as_the_suite_reads(r.json()) == {**expected, "notification": second["notification"], "@context": tp.ctx.url}
 
 
 def test_status_follows_is_active_and_expires_at(tp: Suite) -> None:
@@ -438,7 +450,7 @@ def test_query_subscriptions(tp: Suite) -> None:
     )
     third = sub(isActive=False, notification={"format": "keyValues", "endpoint": endpoint()})
     ids = [tp.subscribe(s, endpoint=False) for s in (first, second, third)]
-    listed = ngsi.get("/subscriptions", headers=tp.ctx.link()).json()
+    listed = [as_the_suite_reads(s) for s in ngsi.get("/subscriptions", headers=tp.ctx.link()).json()]
     common = {"notification": {"format": "keyValues", "endpoint": endpoint()}, "entities": [{"type": "Building"}]}
     triggers = {"notificationTrigger": ["attributeCreated", "attributeUpdated"]}
     assert listed == [

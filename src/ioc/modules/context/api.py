@@ -33,7 +33,6 @@ from .events import publish_changes
 from .http import (
     GEOJSON,
     JSON,
-    JSONLD,
     PREFIX,
     Body,
     Broker,
@@ -760,9 +759,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     # ------------------------------------------------------------------ @contexts
     def _ctx_url(request: Request, row: Any) -> str:
-        if row.kind == "Cached" and row.url:
-            return str(row.url)
-        return f"{str(request.base_url).rstrip('/')}{PREFIX}/jsonldContexts/{row.local_id}"
+        return contexts.url_of(str(request.base_url), row)
 
     def _ctx_details(request: Request, row: Any) -> dict[str, Any]:
         out = {
@@ -800,11 +797,12 @@ def build_router(broker: Broker) -> APIRouter:
         check_params(request, P_CONTEXTS)
         require_write(broker, principal)
         body, _ = read_json(request, raw)
-        if not isinstance(body, dict) or "@context" not in body:
-            raise bad_request("The body must be a JSON-LD document with an @context member.")
+        if not isinstance(body, dict) or "@context" not in body:  # 050_02_01
+            raise invalid_request("The body must be a JSON-LD document with an @context member.")
         value = body["@context"]
-        if not isinstance(value, dict | list | str):
-            raise bad_request("@context must be an object, an array or a URL.")
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(i, dict | str) for i in items):  # 5132_01
+            raise bad_request("@context must be an object, a URL or an array of them.")
         if isinstance(value, dict):
             broker.loader.active(value)  # refuse what cannot be processed
         with _db(request).session() as session:
@@ -825,14 +823,14 @@ def build_router(broker: Broker) -> APIRouter:
                     "createdAt": contexts.timestamp(utcnow()),
                 }
                 return JSONResponse(core)
-            return JSONResponse(core_document(), media_type=JSONLD)
+            return JSONResponse(core_document())  # application/json (053_01)
         with _db(request).session() as session:
             row = contexts.find(session, context_id)
             if row is None:
                 raise not_found(f"No @context {context_id}.")
             if details:
                 return JSONResponse(_ctx_details(request, row))
-            return JSONResponse({"@context": row.body}, media_type=JSONLD)
+            return JSONResponse({"@context": row.body})
 
     @router.delete("/jsonldContexts/{context_id:path}")
     def delete_context(context_id: str, request: Request, principal: OptionalPrincipal) -> Response:
@@ -840,15 +838,20 @@ def build_router(broker: Broker) -> APIRouter:
         require_write(broker, principal)
         reload = bool_param(request, "reload")
         if context_id == "core" or is_core_url(context_id):
-            raise bad_request("The core @context cannot be deleted or reloaded.")
+            if not reload:  # 051_08
+                raise bad_request("The core @context cannot be deleted.")
+            broker.loader.clear()  # built in: reloading it is reading it again (051_09)
+            return Response(status_code=204)
         with _db(request).session() as session:
             row = contexts.find(session, context_id)
+            url = row.url if row is not None and row.kind == "Cached" else None
+            if reload and not url:
+                # §5.13.5: only a cached @context can be reloaded, a hosted or unknown one is bad data (051_04)
+                raise bad_request("Only a cached @context can be reloaded.")
             if row is None:
                 raise not_found(f"No @context {context_id}.")
-            if reload:
-                if row.kind != "Cached" or not row.url:
-                    raise bad_request("Only a cached @context can be reloaded.")
-                row.body = broker.loader.fetch(row.url)
+            if url and reload:
+                row.body = broker.loader.fetch(url)
                 row.fetched_at = utcnow()
             else:
                 contexts.remove(session, row)

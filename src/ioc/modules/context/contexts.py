@@ -55,11 +55,20 @@ def new_local_id() -> str:
     return secrets.token_hex(12)
 
 
-def add_hosted(session: Session, body: Any) -> NgsiContext:
-    row = NgsiContext(local_id=new_local_id(), url=None, kind="Hosted", body=body, created_at=utcnow())
+def add_hosted(session: Session, body: Any, kind: str = "Hosted") -> NgsiContext:
+    """A @context the broker serves itself: added (``Hosted``), or made for a request whose
+    @context is not a single URI (``ImplicitlyCreated``, §5.13), so that it has one."""
+    row = NgsiContext(local_id=new_local_id(), url=None, kind=kind, body=body, created_at=utcnow())
     session.add(row)
     session.flush()
     return row
+
+
+def url_of(base_url: str, row: NgsiContext) -> str:
+    """Where a @context is found: its own URL when cached, else under ``/jsonldContexts``."""
+    if row.kind == "Cached" and row.url:
+        return str(row.url)
+    return f"{base_url.rstrip('/')}/ngsi-ld/v1/jsonldContexts/{row.local_id}"
 
 
 def find(session: Session, ident: str) -> NgsiContext | None:

@@ -33,7 +33,7 @@ from ioc.core.db import Database, utcnow
 from ioc.core.events import Event
 from ioc.core.mqtt import parse_mqtt_url
 
-from . import linked
+from . import contexts, linked
 from .entity import check_name, format_datetime, parse_datetime
 from .errors import NgsiError, NgsiRoute, bad_request, not_found
 from .events import EntityChange
@@ -372,6 +372,8 @@ def render_subscription(row: NgsiSubscription, ctx: ActiveContext, *, sys_attrs:
         if member in doc:
             value = doc[member]
             out[member] = int(value) if isinstance(value, float) and value.is_integer() else value
+    if "jsonldContext" not in out and "implicitContext" in doc:
+        out["jsonldContext"] = doc["implicitContext"]
     if "geoQ" in doc:
         out["geoQ"] = {**doc["geoQ"], "geoproperty": ctx.compact(doc["geoQ"]["geoproperty"])}
     if "isActive" in doc:  # shown as given (its default, true, is not added)
@@ -522,6 +524,12 @@ def build_subscription_router(broker: Broker, notifier: Notifier) -> APIRouter:
             if exists is not None:
                 raise NgsiError("AlreadyExists", f"The subscription {sub_id} already exists.")
             ensure_tenant(session, tenant, now)
+            if "jsonldContext" not in doc and isinstance(ctx.source, list | dict):
+                # §5.13: a @context that is not one URI is hosted, ImplicitlyCreated, so that the
+                # subscription can name it by URL as its jsonldContext (050_03, 052_06); its
+                # notifications still carry the @context as given (046_10, 046_14)
+                implicit = contexts.add_hosted(session, ctx.source, kind="ImplicitlyCreated")
+                doc["implicitContext"] = contexts.url_of(str(request.base_url), implicit)
             row = NgsiSubscription(
                 tenant=tenant,
                 sub_id=sub_id,
