@@ -573,3 +573,88 @@ def test_ngsi_ld_null_deletes_a_relationship_in_update_and_partial_update(ngsi: 
     assert r.status_code == 204, r.text
     entity = ngsi.get("/entities/urn:ngsi-ld:Vehicle:null-rel").json()
     assert "isParked" not in entity and "owner" not in entity
+
+
+# --------------------------------------------------------------------------- found by replaying more TPs
+
+
+LOCATION = {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [105.68, 18.67]}}
+
+
+def test_ngsi_ld_null_deletes_a_geoproperty_as_any_other_attribute(ngsi: Ngsi) -> None:
+    """TPs 056_03_03 (Merge Entity), 011_07_03 (Update Attributes), 012_05_03 (Partial Attribute
+    Update): ``"value": "urn:ngsi-ld:null"`` on a GeoProperty deletes it (§5.5.4)."""
+    null_geo = {"type": "GeoProperty", "value": NULL}
+    for n in (1, 2, 3):
+        assert (
+            create(ngsi, f"urn:ngsi-ld:Building:{n}", "Building", location=LOCATION, name=prop("x")).status_code == 201
+        )
+    merge = {"id": "urn:ngsi-ld:Building:1", "type": "Building", "location": null_geo, "@context": CTX}
+    assert ngsi.patch("/entities/urn:ngsi-ld:Building:1", json=merge, headers={"Content-Type": LD}).status_code == 204
+    assert ngsi.patch("/entities/urn:ngsi-ld:Building:2/attrs", json={"location": null_geo}).status_code == 204
+    assert ngsi.patch("/entities/urn:ngsi-ld:Building:3/attrs/location", json=null_geo).status_code == 204
+    for n in (1, 2, 3):
+        body = ngsi.get(f"/entities/urn:ngsi-ld:Building:{n}").json()
+        assert "location" not in body, n
+    r = ngsi.post("/entities", json={"id": "urn:ngsi-ld:Building:9", "type": "Building", "location": null_geo})
+    assert r.status_code == 400 and kind(r) == "BadRequestData"  # a null only deletes; it creates nothing
+
+
+def prop(value: Any) -> dict[str, Any]:
+    return {"type": "Property", "value": value}
+
+
+def test_attribute_operations_refuse_what_they_cannot_do(ngsi: Ngsi) -> None:
+    """TPs 055_03_05 (Replace Attribute of scope: 400, not a 500), 012_02_03 (a Partial Attribute
+    Update does not turn a Property into a Relationship), 013_02_03 (DELETE on .../attrs/: 405),
+    054_02_02 and 056_02_02 (PUT or PATCH /entities/ without an id: 400)."""
+    assert create(ngsi, "urn:ngsi-ld:Vehicle:1", speed=prop(5), scope="/A").status_code == 201
+    e = "/entities/urn:ngsi-ld:Vehicle:1"
+    r = ngsi.put(e + "/attrs/scope", json={"scope": "/Company123/UnitA"})
+    assert r.status_code == 400 and kind(r) == "BadRequestData"
+    rel = {"type": "Relationship", "object": "urn:ngsi-ld:Entity:01", "@context": CTX}
+    r = ngsi.patch(e + "/attrs/speed", json=rel, headers={"Content-Type": LD})
+    assert r.status_code == 400 and kind(r) == "BadRequestData" and r.json()["title"]
+    r = ngsi.delete(e + "/attrs/", params={"deleteAll": "false"})
+    assert r.status_code == 405 and kind(r) == "MethodNotAllowed"
+    body = {"id": "", "type": "Building", "name": prop("Pisa Tower")}
+    for method in ("PUT", "PATCH"):
+        r = ngsi.request(method, "/entities/", json=body)
+        assert r.status_code == 400 and kind(r) == "BadRequestData", method
+    after = ngsi.get(e, headers={"Link": hosted_link(ngsi)}).json()
+    assert after["speed"] == prop(5) and after["scope"] == "/A"
+
+
+def test_an_entity_type_that_is_a_keyword_alias_is_refused(ngsi: Ngsi) -> None:
+    """TP 001_02_04: ``"type": "type"`` under the core @context names the keyword @type, not a type."""
+    body = {"id": "urn:ngsi-ld:Building:1", "type": "type", "@context": [CORE]}
+    r = ngsi.post("/entities/", json=body, headers={"Content-Type": LD})
+    assert r.status_code == 400 and kind(r) == "BadRequestData" and r.json()["title"]
+    assert ngsi.get("/entities/urn:ngsi-ld:Building:1").status_code == 404
+
+
+def test_discovery_refuses_parameters_it_does_not_define_before_looking(ngsi: Ngsi) -> None:
+    """TPs 5710_01_03 and 577_01_02 (§6.3.20): the lists take ``details`` (and ``local``), one type
+    or attribute only ``local``; anything else is 400 InvalidRequest, found or not."""
+    assert create(ngsi, "urn:ngsi-ld:Building:1", "Building", name=prop("x")).status_code == 201
+    for path, params in (
+        ("/attributes", {"limit": "5"}),
+        ("/attributes/temperature", {"details": "true"}),
+        ("/types/Building", {"details": "true"}),
+        ("/types", {"offset": "1"}),
+    ):
+        r = ngsi.get(path, params=params)
+        assert r.status_code == 400 and kind(r) == "InvalidRequest", path
+    assert ngsi.get("/types", params={"details": "true", "local": "true"}).status_code == 200
+    assert ngsi.get("/attributes", params={"details": "true"}).status_code == 200
+
+
+def test_a_batch_whose_context_cannot_be_loaded_fails_each_entity(ngsi: Ngsi) -> None:
+    """TP 043_01_04: an @context that cannot be loaded is each entity's LdContextNotAvailable (207)."""
+    gone = ["http://127.0.0.1:9/ngsi-ld-core-context-non-existing.jsonld"]
+    batch = [{"id": f"urn:ngsi-ld:Building:{n}", "type": "Building", "@context": gone} for n in (1, 2)]
+    r = ngsi.post("/entityOperations/create", json=batch, headers={"Content-Type": LD})
+    assert r.status_code == 207 and r.json()["success"] == []
+    errors = r.json()["errors"]
+    assert [e["entityId"] for e in errors] == ["urn:ngsi-ld:Building:1", "urn:ngsi-ld:Building:2"]
+    assert all(e["error"]["type"] == ERR + "LdContextNotAvailable" and e["error"]["title"] for e in errors)

@@ -15,6 +15,8 @@ ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 E1 = "/entities/urn:ngsi-ld:Vehicle:1"
 USER_CTX = {"@context": {"Vehicle": "http://example.org/Vehicle", "speed": "http://example.org/speed"}}
 
+DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"
+
 
 def test_create_retrieve_delete(ngsi: Ngsi, db: Database) -> None:
     r = ngsi.create(vehicle(1))
@@ -153,7 +155,9 @@ def test_attribute_operations(ngsi: Ngsi) -> None:
         params={"options": "noOverwrite"},
     )
     assert r.status_code == 207
-    assert r.json()["updated"] == ["color"] and r.json()["notUpdated"][0]["attributeName"] == "speed"
+    # the UpdateResult names attributes expanded, as the broker knows them (TP 010_04_01)
+    assert r.json()["updated"] == [DEFAULT + "color"]
+    assert r.json()["notUpdated"][0]["attributeName"] == DEFAULT + "speed"
     assert ngsi.post(E1 + "/attrs", json={"speed": {"type": "Property", "value": 20}}).status_code == 204
     # multi-attribute by datasetId
     r = ngsi.post(E1 + "/attrs", json={"speed": {"type": "Property", "value": 30, "datasetId": "urn:ngsi-ld:ds:gps"}})
@@ -167,8 +171,8 @@ def test_attribute_operations(ngsi: Ngsi) -> None:
     assert r.status_code == 204, r.text
     assert ngsi.get(E1).json()["nope"] == {"type": "Property", "value": 1}
     r = ngsi.patch(E1 + "/attrs", json={"brand": {"type": "Property", "value": "X"}, "gone": "urn:ngsi-ld:null"})
-    assert r.status_code == 207 and r.json()["updated"] == ["brand"], r.text
-    assert r.json()["notUpdated"][0]["attributeName"] == "gone"
+    assert r.status_code == 207 and r.json()["updated"] == [DEFAULT + "brand"], r.text
+    assert r.json()["notUpdated"][0]["attributeName"] == DEFAULT + "gone"
     assert ngsi.delete(E1 + "/attrs/nope").status_code == 204
     # partial update keeps other members
     assert ngsi.patch(E1 + "/attrs/brand", json={"value": "Y"}).status_code == 204

@@ -112,7 +112,9 @@ P_QUERY = (
 P_RETRIEVE = _LOCAL | _RENDER | _RENDER_MORE | frozenset({"type"})
 P_WRITE = _LOCAL | frozenset({"options", "type"})
 P_DELETE_ATTR = _LOCAL | frozenset({"datasetId", "deleteAll", "type"})
-P_DISCOVERY = _LOCAL | frozenset({"details", "limit", "offset", "type", "attrs"})
+#: Discovery (§6.25–6.28): the lists take ``details`` (and ``count``), one type or attribute none (5710_01, 577_01).
+P_DISCOVERY = _LOCAL | frozenset({"details", "count"})
+P_DISCOVERY_ONE = _LOCAL
 P_CONTEXTS = frozenset({"details", "kind", "reload"})
 P_PURGE = _LOCAL | frozenset(
     {"type", "id", "idPattern", "attrs", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty"}
@@ -255,10 +257,10 @@ def _existing(entity: StoredEntity | None, entity_id: str, gate: TypeExpr | None
     return entity
 
 
-def _update_response(result: service.UpdateResult, ctx: ActiveContext) -> Response:
+def _update_response(result: service.UpdateResult) -> Response:
     if not result.not_updated:
         return Response(status_code=204)
-    return JSONResponse(result.to_json(ctx), status_code=207)
+    return JSONResponse(result.to_json(), status_code=207)
 
 
 def build_router(broker: Broker) -> APIRouter:
@@ -527,7 +529,7 @@ def build_router(broker: Broker) -> APIRouter:
         with write_session(request, broker, tenant) as (session, cs):
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
             result = service.update(cs, entity, attrs, scope=body.get("scope"))
-        return _update_response(result, ctx)
+        return _update_response(result)
 
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
     @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)
@@ -544,7 +546,7 @@ def build_router(broker: Broker) -> APIRouter:
         with write_session(request, broker, tenant) as (session, cs):
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
             result = service.append(cs, entity, inp, no_overwrite=no_overwrite)
-        return _update_response(result, ctx)
+        return _update_response(result)
 
     @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}")
     def partial_attr_update(
@@ -572,6 +574,9 @@ def build_router(broker: Broker) -> APIRouter:
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
             ds = doc.get("datasetId", "")
             current = entity.attrs.get(name, {}).get(ds)
+            if current is not None and "type" in doc and doc["type"] != current.doc.get("type"):
+                # §5.6.4.4: the fragment updates the attribute, it does not change its kind (012_02_03)
+                raise bad_request(f"{attr_id} is a {current.doc.get('type')}, the fragment a {doc['type']}.")
             if current is not None and "type" not in doc:
                 doc["type"] = current.doc.get("type")
                 if doc["type"] == "GeoProperty" and "value" in doc:
@@ -584,6 +589,8 @@ def build_router(broker: Broker) -> APIRouter:
         entity_id: str, attr_id: str, request: Request, principal: OptionalPrincipal, raw: Body
     ) -> Response:
         tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=False)
+        if attr_id == "scope":  # 055_03_05: scope is replaced through Update Attributes or Merge Entity
+            raise bad_request("scope cannot be the target of a Replace Attribute (§5.6.19).")
         check_name(attr_id)
         name = ctx.expand(attr_id)
         if isinstance(body, dict):
@@ -609,6 +616,14 @@ def build_router(broker: Broker) -> APIRouter:
             else:
                 service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
         return Response(status_code=204)
+
+    @router.delete("/entities/{entity_id:path}/attrs", include_in_schema=False)
+    def no_attrs_delete(request: Request) -> Response:  # 013_02_03
+        raise NgsiError("MethodNotAllowed", "Attributes are deleted one by one: /entities/{entityId}/attrs/{attrId}.")
+
+    @router.api_route("/entities", methods=["PATCH", "PUT"], include_in_schema=False)
+    def no_entity_id(request: Request) -> Response:  # 054_02_02, 056_02_02
+        raise bad_request("Merge Entity and Replace Entity need the entity id in the path: /entities/{entityId}.")
 
     @router.delete("/entities/{entity_id:path}")
     def delete_entity(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
@@ -673,7 +688,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/types/{type_name:path}")
     def type_info(type_name: str, request: Request, principal: OptionalPrincipal) -> Response:
-        check_params(request, P_DISCOVERY)
+        check_params(request, P_DISCOVERY_ONE)
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)
@@ -736,7 +751,7 @@ def build_router(broker: Broker) -> APIRouter:
 
     @router.get("/attributes/{attr_name:path}")
     def attribute_info(attr_name: str, request: Request, principal: OptionalPrincipal) -> Response:
-        check_params(request, P_DISCOVERY)
+        check_params(request, P_DISCOVERY_ONE)
         media = accept(request)
         tenant = tenant_of(request)
         ctx = query_context(broker, request)

@@ -72,9 +72,7 @@ def _parse_all(
         try:
             ctx = item_context(broker, request, item, ct)
             parsed.append(parse_entity(item, ctx, require_type=require_type, merge=merge))
-        except NgsiError as exc:
-            if exc.type_name == "LdContextNotAvailable":
-                raise
+        except NgsiError as exc:  # an @context that cannot be loaded too: that entity's error (043_01_04)
             errors.append(_error(raw_id or "", exc))
     return parsed, errors
 

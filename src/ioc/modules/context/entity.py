@@ -281,7 +281,7 @@ def _nulled(raw: dict[str, Any]) -> bool:
     if isinstance(kind, str) and kind.startswith(NGSI_LD):
         kind = kind[len(NGSI_LD) :]
     key = VALUE_KEY.get(kind) if isinstance(kind, str) else None
-    return key is not None and kind != "GeoProperty" and _null_member(key, raw.get(key))
+    return key is not None and _null_member(key, raw.get(key))  # a GeoProperty too (056_03_03, 012_05_03)
 
 
 def parse_attribute(
@@ -524,6 +524,9 @@ def parse_types(raw: Any, ctx: ActiveContext, *, required: bool) -> list[str]:
     types: list[str] = []
     for t in items:
         check_name(t, "entity type")
+        term = ctx.terms.get(t)
+        if term is not None and term.iri.startswith("@"):  # 001_02_04: "type" is @type in the core @context
+            raise bad_request(f"{t!r} stands for the JSON-LD keyword {term.iri} in the @context, not an entity type.")
         iri = ctx.expand(t)
         if iri not in types:
             types.append(iri)

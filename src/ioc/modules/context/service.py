@@ -11,7 +11,6 @@ from typing import Any
 
 from .entity import DELETE, NULL, Delete, EntityInput
 from .errors import NgsiError, bad_request, not_found
-from .ld import ActiveContext
 from .store import ChangeSet, Instance, StoredEntity
 from .validation import check as check_model
 
@@ -25,10 +24,11 @@ class UpdateResult:
     updated: list[str] = field(default_factory=list)
     not_updated: list[tuple[str, str]] = field(default_factory=list)
 
-    def to_json(self, ctx: ActiveContext) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """The UpdateResult (§5.2.18): attribute names as the broker knows them, expanded (010_04_01)."""
         return {
-            "updated": [ctx.compact(n) for n in dict.fromkeys(self.updated)],
-            "notUpdated": [{"attributeName": ctx.compact(n), "reason": r} for n, r in self.not_updated],
+            "updated": list(dict.fromkeys(self.updated)),
+            "notUpdated": [{"attributeName": n, "reason": r} for n, r in self.not_updated],
         }
 
 
