@@ -702,6 +702,20 @@ def test_retrieve_with_pick_or_omit_leaving_nothing_is_not_found(ngsi: Ngsi) -> 
     assert ngsi.get(f"/entities/{B}p", params={"omit": "id,type,name"}).json() == {"almostFull": prop(False)}
 
 
+def test_query_leaves_out_entities_the_projection_empties(ngsi: Ngsi) -> None:
+    """019_17_01 (§4.21): Query Entities with ``pick=name`` over Buildings and a Vehicle answers the
+    Buildings' names only; the Vehicle, which has no name, is left out rather than shown as ``{}``."""
+    ngsi.create({"id": f"{B}1", "type": "Building", "name": prop("Eiffel Tower")})
+    ngsi.create({"id": f"{B}2", "type": "Building", "name": prop("Pisa Tower"), "almostFull": prop(True)})
+    ngsi.create({"id": f"{V}1", "type": "Vehicle", "speed": prop(5)})
+    r = ngsi.get("/entities", params={"type": "Building,Vehicle", "pick": "name"})
+    assert r.status_code == 200
+    assert sorted(e["name"]["value"] for e in r.json()) == ["Eiffel Tower", "Pisa Tower"]
+    assert all(set(e) == {"name"} for e in r.json())
+    r = ngsi.get("/entities", params={"type": "Building,Vehicle", "omit": "id,type,speed,name"})
+    assert r.json() == [{"almostFull": prop(True)}]
+
+
 def test_query_with_geometry_property_needs_geojson(ngsi: Ngsi) -> None:
     """019_27_01: ``geometryProperty`` on Query Entities without ``Accept: application/geo+json`` is 400
     BadRequestData, as on Retrieve Entity (§5.7.2.4); with GeoJSON it picks the Features' geometry."""

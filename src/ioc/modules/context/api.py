@@ -371,6 +371,9 @@ def build_router(broker: Broker) -> APIRouter:
             entities, total = query_page(session, tenant, query, ctx, probe, offset, count, ordering)
             more = len(entities) > limit if total is None else offset + limit < total
             items = linked.render_joined(session, tenant, entities[:limit], ctx, opts, join, readable)
+        if opts.pick is not None or opts.omit is not None:
+            # §4.21: an entity the projection leaves nothing of is not in the answer (019_17_01)
+            items = [(entity, body) for entity, body in items if body]
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
         headers.update(emap.headers() if emap is not None else {})
         status = 201 if emap is not None and emap.created else 200
