@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ioc.core.db import Database, utcnow
 
+from .http import PREFIX
 from .models import NgsiContext
 
 
@@ -68,7 +69,7 @@ def url_of(base_url: str, row: NgsiContext) -> str:
     """Where a @context is found: its own URL when cached, else under ``/jsonldContexts``."""
     if row.kind == "Cached" and row.url:
         return str(row.url)
-    return f"{base_url.rstrip('/')}/ngsi-ld/v1/jsonldContexts/{row.local_id}"
+    return f"{base_url.rstrip('/')}{PREFIX}/jsonldContexts/{row.local_id}"
 
 
 def find(session: Session, ident: str) -> NgsiContext | None:
