@@ -658,3 +658,22 @@ def test_a_batch_whose_context_cannot_be_loaded_fails_each_entity(ngsi: Ngsi) ->
     errors = r.json()["errors"]
     assert [e["entityId"] for e in errors] == ["urn:ngsi-ld:Building:1", "urn:ngsi-ld:Building:2"]
     assert all(e["error"]["type"] == ERR + "LdContextNotAvailable" and e["error"]["title"] for e in errors)
+
+
+def test_update_attributes_replaces_a_scope_and_adds_none(ngsi: Ngsi) -> None:
+    """TPs 011_05_01 (an entity with a scope gets the new one: 204) and 011_05_02 (one without keeps
+    none: 207, scope not updated); Append Attributes is what adds a scope."""
+    assert create(ngsi, "urn:ngsi-ld:Vehicle:1", scope="/Madrid").status_code == 201
+    assert create(ngsi, "urn:ngsi-ld:Vehicle:2").status_code == 201
+    fragment = {"scope": "/CompanyA/OrganizationB/UnitC"}
+    r = ngsi.patch("/entities/urn:ngsi-ld:Vehicle:1/attrs", json=fragment)
+    assert r.status_code == 204 and r.content == b""
+    assert ngsi.get("/entities/urn:ngsi-ld:Vehicle:1").json()["scope"] == "/CompanyA/OrganizationB/UnitC"
+    r = ngsi.patch("/entities/urn:ngsi-ld:Vehicle:2/attrs", json=fragment)
+    assert r.status_code == 207 and r.json() == {
+        "updated": [],
+        "notUpdated": [{"attributeName": "scope", "reason": r.json()["notUpdated"][0]["reason"]}],
+    }
+    assert "scope" not in ngsi.get("/entities/urn:ngsi-ld:Vehicle:2").json()
+    assert ngsi.post("/entities/urn:ngsi-ld:Vehicle:2/attrs", json=fragment).status_code == 204
+    assert ngsi.get("/entities/urn:ngsi-ld:Vehicle:2").json()["scope"] == "/CompanyA/OrganizationB/UnitC"

@@ -155,10 +155,13 @@ def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn, *, scope: Any = 
     """Update Entity Attributes (PATCH /entities/{id}/attrs, §5.6.2): existing attributes are
     replaced and missing ones appended (the suite's 011_01_03, 046_20/23–30; the §5.6.2 text of
     v1.9); an NGSI-LD Null for an attribute that is not there is reported as not updated. A
-    ``scope`` in the fragment replaces the entity's scope."""
+    ``scope`` in the fragment replaces the entity's scope; an entity without one is not given one
+    (reported as not updated, 011_05_02: Append Attributes adds it)."""
     check_model(entity.types, attrs)
     result = UpdateResult()
-    if scope is not None:
+    if scope is not None and entity.scope is None:
+        result.not_updated.append(("scope", "The entity has no scope to update (Append Attributes adds one)."))
+    elif scope is not None:
         cs.set_scope(entity, scope)
     for name, per_ds in attrs.items():
         for ds, doc in per_ds.items():
