@@ -159,10 +159,11 @@ def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn, *, scope: Any = 
     (reported as not updated, 011_05_02: Append Attributes adds it)."""
     check_model(entity.types, attrs)
     result = UpdateResult()
-    if scope is not None and entity.scope is None:
-        result.not_updated.append(("scope", "The entity has no scope to update (Append Attributes adds one)."))
-    elif scope is not None:
-        cs.set_scope(entity, scope)
+    if scope is not None:
+        if entity.scope is None:
+            result.not_updated.append(("scope", "The entity has no scope to update (Append Attributes adds one)."))
+        else:
+            cs.set_scope(entity, scope)
     for name, per_ds in attrs.items():
         for ds, doc in per_ds.items():
             current = entity.attrs.get(name, {}).get(ds)

@@ -537,8 +537,7 @@ def _bulk_statement(
     """The statement, the columns' bind processors, and which columns hold timestamps."""
     quote = dialect.identifier_preparer.quote
     mark = "%s" if dialect.name == "postgresql" else "?"
-    if update:
-        assert keys is not None
+    if update and keys is not None:
         sql = (
             f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in cols if c not in keys)} "
             f"WHERE {' AND '.join(f'{quote(k)} = {mark}' for k in keys)}"
@@ -548,13 +547,13 @@ def _bulk_statement(
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)}) "
             f"VALUES ({', '.join([mark] * len(cols))})"
         )
-    if keys is not None and not update:
-        sql += f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
-        sql += (
-            "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update_cols)
-            if update_cols
-            else "DO NOTHING"
-        )
+        if keys is not None:
+            sql += f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
+            sql += (
+                "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update_cols)
+                if update_cols
+                else "DO NOTHING"
+            )
     processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
     timestamps = [
         isinstance(table.c[c].type, UTCDateTime) and p is not None for c, p in zip(cols, processors, strict=True)
