@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ioc.core.db import Database
 from ioc.core.events import OutboxEvent, publish
+from ioc.modules.context.contexts import DbContextSource
 from ioc.modules.context.events import UPSERT
 
 from .conftest import CORE, LD, Ngsi, vehicle
@@ -98,6 +99,33 @@ def test_jsonld_contexts(ngsi: Ngsi) -> None:
     assert ngsi.get("/jsonldContexts/" + local_id).status_code == 404
     assert ngsi.delete("/jsonldContexts/core").status_code == 400
     assert ngsi.get("/jsonldContexts/core", headers={"Accept": LD}).json()["@context"]["Property"] == "ngsi-ld:Property"
+
+
+def test_hosted_contexts_belong_to_their_tenant(ngsi: Ngsi, db: Database) -> None:
+    """TP 5134_01_01..03 (§5.13.2.4-5.13.5.4 with §5.5.10): a Hosted @context added under one tenant
+    is not served (nor its details), listed or deleted through another; the cached ones, copies
+    of public documents, are every tenant's."""
+    a, b = {"NGSILD-Tenant": "tp5134a"}, {"NGSILD-Tenant": "tp5134b"}
+    term = {"@context": {"TenantPrivateTerm": "urn:ngsi-ld:attributes:TenantPrivateTerm"}}
+    r = ngsi.post("/jsonldContexts", json=term, headers={**a, "Content-Type": "application/json"})
+    assert r.status_code == 201
+    local_id = r.headers["Location"].rsplit("/", 1)[1]
+    for params in ({}, {"details": "true"}):
+        r = ngsi.get("/jsonldContexts/" + local_id, params=params, headers=b)
+        assert r.status_code == 404 and "TenantPrivateTerm" not in r.text
+        assert ngsi.get("/jsonldContexts/" + local_id, params=params, headers=a).status_code == 200
+        assert ngsi.get("/jsonldContexts/" + local_id, params=params).status_code == 404  # the default tenant too
+    for params in ({}, {"details": "true"}):
+        r = ngsi.get("/jsonldContexts", params=params, headers=b)
+        assert r.status_code == 200 and local_id not in r.text
+        assert local_id in ngsi.get("/jsonldContexts", params=params, headers=a).text
+    assert ngsi.delete("/jsonldContexts/" + local_id, headers=b).status_code == 404
+    assert "TenantPrivateTerm" in ngsi.get("/jsonldContexts/" + local_id, headers=a).text
+    # a cached @context is seen by every tenant
+    DbContextSource(db).save("http://example.org/shared.jsonld", {"Shared": "http://example.org/Shared"})
+    for headers in (a, b, {}):
+        assert "http://example.org/shared.jsonld" in ngsi.get("/jsonldContexts", headers=headers).json()
+    assert ngsi.delete("/jsonldContexts/" + local_id, headers=a).status_code == 204
 
 
 def _kind(r: Any) -> str:

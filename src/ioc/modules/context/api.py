@@ -798,7 +798,7 @@ def build_router(broker: Broker) -> APIRouter:
         if kind is not None and kind not in ("Hosted", "Cached", "ImplicitlyCreated"):
             raise bad_request("kind must be Hosted, Cached or ImplicitlyCreated.")
         with _db(request).session() as session:
-            rows = contexts.all_contexts(session, kind)
+            rows = contexts.all_contexts(session, tenant_of(request), kind)
             if details:
                 items: list[Any] = [_ctx_details(request, r) for r in rows]
                 if kind in (None, "Cached"):
@@ -824,7 +824,7 @@ def build_router(broker: Broker) -> APIRouter:
         if isinstance(value, dict):
             broker.loader.active(value)  # refuse what cannot be processed
         with _db(request).session() as session:
-            row = contexts.add_hosted(session, value)
+            row = contexts.add_hosted(session, value, tenant_of(request))
             location = _ctx_url(request, row)
         return Response(status_code=201, headers={"Location": location})
 
@@ -843,7 +843,7 @@ def build_router(broker: Broker) -> APIRouter:
                 return JSONResponse(core)
             return JSONResponse(core_document())  # application/json (053_01)
         with _db(request).session() as session:
-            row = contexts.find(session, context_id)
+            row = contexts.find(session, context_id, tenant_of(request))
             if row is None:
                 raise not_found(f"No @context {context_id}.")
             if details:
@@ -861,7 +861,7 @@ def build_router(broker: Broker) -> APIRouter:
             broker.loader.clear()  # built in: reloading it is reading it again (051_09)
             return Response(status_code=204)
         with _db(request).session() as session:
-            row = contexts.find(session, context_id)
+            row = contexts.find(session, context_id, tenant_of(request))
             url = row.url if row is not None and row.kind == "Cached" else None
             if reload and not url:
                 # §5.13.5: only a cached @context can be reloaded, a hosted or unknown one is bad data (051_04)

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import Session
 
 from ioc.core.db import Database, utcnow
@@ -56,10 +56,10 @@ def new_local_id() -> str:
     return secrets.token_hex(12)
 
 
-def add_hosted(session: Session, body: Any, kind: str = "Hosted") -> NgsiContext:
-    """A @context the broker serves itself: added (``Hosted``), or made for a request whose
-    @context is not a single URI (``ImplicitlyCreated``, §5.13), so that it has one."""
-    row = NgsiContext(local_id=new_local_id(), url=None, kind=kind, body=body, created_at=utcnow())
+def add_hosted(session: Session, body: Any, tenant: str, kind: str = "Hosted") -> NgsiContext:
+    """A @context the broker serves itself, the tenant's: added (``Hosted``), or made for a request
+    whose @context is not a single URI (``ImplicitlyCreated``, §5.13), so that it has one."""
+    row = NgsiContext(local_id=new_local_id(), tenant=tenant, url=None, kind=kind, body=body, created_at=utcnow())
     session.add(row)
     session.flush()
     return row
@@ -72,15 +72,21 @@ def url_of(base_url: str, row: NgsiContext) -> str:
     return f"{base_url.rstrip('/')}{PREFIX}/jsonldContexts/{row.local_id}"
 
 
-def find(session: Session, ident: str) -> NgsiContext | None:
-    row = session.get(NgsiContext, ident)
+def _visible(tenant: str) -> ColumnElement[bool]:
+    """What a tenant sees of ``/jsonldContexts``: the cached @contexts and its own (5134_01)."""
+    return or_(NgsiContext.kind == "Cached", NgsiContext.tenant == tenant)
+
+
+def find(session: Session, ident: str, tenant: str) -> NgsiContext | None:
+    """A @context by its local id or URL, if the tenant sees it."""
+    row = session.scalar(select(NgsiContext).where(NgsiContext.local_id == ident, _visible(tenant)))
     if row is None:
-        row = session.scalar(select(NgsiContext).where(NgsiContext.url == ident))
+        row = session.scalar(select(NgsiContext).where(NgsiContext.url == ident, _visible(tenant)))
     return row
 
 
-def all_contexts(session: Session, kind: str | None = None) -> list[NgsiContext]:
-    stmt = select(NgsiContext).order_by(NgsiContext.created_at)
+def all_contexts(session: Session, tenant: str, kind: str | None = None) -> list[NgsiContext]:
+    stmt = select(NgsiContext).where(_visible(tenant)).order_by(NgsiContext.created_at)
     if kind:
         stmt = stmt.where(NgsiContext.kind == kind)
     return list(session.scalars(stmt))

@@ -62,6 +62,7 @@ CORE_MEMBERS = frozenset(
         "createdAt",
         "modifiedAt",
         "deletedAt",
+        "expiresAt",
         "instanceId",
         "lang",
         "previousValue",
@@ -87,7 +88,9 @@ OUTPUT_ONLY = frozenset(
 )
 PROOF = "ngsildproof"
 SYSTEM_MEMBERS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
-ENTITY_MEMBERS = frozenset({"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"})
+ENTITY_MEMBERS = frozenset(
+    {"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt", "expiresAt"}
+)
 GEO_NAMES = frozenset({NGSI_LD + "location", NGSI_LD + "observationSpace", NGSI_LD + "operationSpace"})
 GEOJSON_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
 _BAD_NAME = re.compile(r"[<>\"'=;()\s\x00-\x1f]")
@@ -118,6 +121,7 @@ RESERVED_NAMES = frozenset(
         "createdAt",
         "modifiedAt",
         "deletedAt",
+        "expiresAt",
     }
 )
 _SCOPE = re.compile(r"^/?[^\W\d_]\w*(/[^\W\d_]\w*)*$")
@@ -181,11 +185,8 @@ def parse_scope_instance(raw: dict[str, Any], *, partial: bool = False) -> dict[
     elif not partial:
         raise bad_request("scope: an instance needs a value.")
     if "observedAt" in raw:
-        observed = raw["observedAt"]
-        parse_datetime(observed, "scope: observedAt")
-        if STRICT_INPUT.get() and not _UTC_DATETIME.match(observed):
-            raise bad_request("scope: observedAt must be a UTC DateTime ending in Z (§4.6.3).")
-        doc["observedAt"] = observed
+        parse_instant(raw["observedAt"], "scope: observedAt")
+        doc["observedAt"] = raw["observedAt"]
     return doc
 
 
@@ -197,6 +198,8 @@ class EntityInput:
     types: list[str]
     scope: Any = None
     attrs: dict[str, dict[str, dict[str, Any] | Delete]] = field(default_factory=dict)
+    #: ``expiresAt`` of a transient entity (v1.9.1); DELETE (an NGSI-LD Null in a merge) removes it.
+    expires_at: datetime | Delete | None = None
 
 
 def parse_datetime(value: Any, what: str) -> datetime:
@@ -208,6 +211,22 @@ def parse_datetime(value: Any, what: str) -> datetime:
     except ValueError as exc:
         raise bad_request(f"{what} is not a valid DateTime: {value!r}.") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_instant(value: Any, what: str) -> datetime:
+    """A DateTime member of a request body (``observedAt``, ``expiresAt``): in the API, UTC with a
+    trailing ``Z`` (§4.6.3)."""
+    parsed = parse_datetime(value, what)
+    if STRICT_INPUT.get() and not _UTC_DATETIME.match(value):
+        raise bad_request(f"{what} must be a UTC DateTime ending in Z (§4.6.3).")
+    return parsed
+
+
+def format_instant(value: datetime) -> str:
+    """A stored instant given back as a DateTime: with milliseconds only when it has them, so an
+    ``expiresAt`` of ``2100-01-01T00:00:00Z`` reads as it was written."""
+    text = format_datetime(value)
+    return text[:-5] + "Z" if text.endswith(".000Z") else text
 
 
 def format_datetime(value: datetime) -> str:
@@ -330,10 +349,12 @@ def parse_attribute(
         if member in raw and member != key:
             raise bad_request(f"{where}: '{member}' is not a member of a {kind}.")
     if "observedAt" in raw:
-        parse_datetime(raw["observedAt"], f"{where}: observedAt")
-        if STRICT_INPUT.get() and not _UTC_DATETIME.match(raw["observedAt"]):
-            raise bad_request(f"{where}: observedAt must be a UTC DateTime ending in Z (§4.6.3).")
+        parse_instant(raw["observedAt"], f"{where}: observedAt")
         doc["observedAt"] = raw["observedAt"]
+    if "expiresAt" in raw:  # v1.9.1: the instance is deleted then (context.expiry); NGSI-LD Null in a merge keeps it
+        if not (merge and raw["expiresAt"] == NULL):
+            parse_instant(raw["expiresAt"], f"{where}: expiresAt")
+        doc["expiresAt"] = raw["expiresAt"]
     if "@context" in raw:
         raise bad_request(f"{where}: an attribute must not carry an embedded @context (§5.5.7).")
     if kind in ("JsonProperty", "Relationship", "ListRelationship") and "unitCode" in raw:
@@ -551,4 +572,14 @@ def parse_entity(
     check_scope(scope)
     attrs = parse_attributes(body, ctx, merge=merge)
     check_model(types, attrs)  # Smart Data Models schemas, when IOC_NGSILD_VALIDATE_MODELS is on
-    return EntityInput(raw_id, types, scope, attrs)
+    return EntityInput(raw_id, types, scope, attrs, parse_expiry(body.get("expiresAt"), merge=merge))
+
+
+def parse_expiry(raw: Any, *, merge: bool = False) -> datetime | Delete | None:
+    """An entity's ``expiresAt`` (v1.9.1 transient entities): a DateTime; in a merge an NGSI-LD
+    Null removes it."""
+    if raw is None:
+        return None
+    if merge and raw == NULL:
+        return DELETE
+    return parse_instant(raw, "expiresAt")

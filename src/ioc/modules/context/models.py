@@ -45,6 +45,8 @@ class NgsiEntity(Base):
     scope: Mapped[Any | None] = mapped_column(JsonDoc, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A transient entity's ``expiresAt`` (v1.9.1): the job context.expiry.sweep deletes it then.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class NgsiEntityType(Base):
@@ -91,6 +93,8 @@ class NgsiAttribute(Base):
     # Spatial grid key of a GeoProperty's bbox (store.geo_cell), indexed with the bbox and the entity
     # so a geo-query reads the few cells around its geometry from the index alone.
     geo_cell: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The instance's ``expiresAt`` (v1.9.1), a copy of the doc's: when the instance is deleted.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 # Appended (context_0004): indexes of the query path.
@@ -107,6 +111,21 @@ Index(
     # only GeoProperties: the other attributes stay out of the index and cost it nothing on writes
     sqlite_where=NgsiAttribute.geo_cell.is_not(None),
     postgresql_where=NgsiAttribute.geo_cell.is_not(None),
+)
+
+# Appended (context_0006): the transient entities and attribute instances, for the expiry sweep;
+# partial, so the (many) rows without an expiresAt cost the index nothing.
+Index(
+    "ix_ngsild_entities_expires",
+    NgsiEntity.expires_at,
+    sqlite_where=NgsiEntity.expires_at.is_not(None),
+    postgresql_where=NgsiEntity.expires_at.is_not(None),
+)
+Index(
+    "ix_ngsild_attributes_expires",
+    NgsiAttribute.expires_at,
+    sqlite_where=NgsiAttribute.expires_at.is_not(None),
+    postgresql_where=NgsiAttribute.expires_at.is_not(None),
 )
 
 
@@ -139,6 +158,9 @@ class NgsiContext(Base):
     __tablename__ = "ngsild_contexts"
 
     local_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The tenant a Hosted or ImplicitlyCreated @context was added under: only that tenant lists,
+    # serves and deletes it (§5.5.10). Cached ones are copies of public documents, shared.
+    tenant: Mapped[str] = mapped_column(String(128), default="", server_default="")
     url: Mapped[str | None] = mapped_column(String(2048), nullable=True, unique=True)  # cached: where from
     kind: Mapped[str] = mapped_column(String(24))  # Hosted | Cached | ImplicitlyCreated
     body: Mapped[Any] = mapped_column(JsonDoc)  # the @context value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .entity import format_datetime
+from .entity import format_datetime, format_instant
 from .ld import ActiveContext
 from .store import Instance, StoredEntity
 
@@ -96,9 +96,12 @@ def render_doc(doc: dict[str, Any], ctx: ActiveContext, opts: RenderOptions, ins
             out[member] = doc[member]
     if "entityTypeSealed" in doc:
         out["entityTypeSealed"] = ctx.compact(doc["entityTypeSealed"])
-    if opts.sys_attrs and inst is not None:
-        out["createdAt"] = format_datetime(inst.created_at)
-        out["modifiedAt"] = format_datetime(inst.modified_at)
+    if opts.sys_attrs:  # §6.3.11: the system temporal attributes, expiresAt where known
+        if inst is not None:
+            out["createdAt"] = format_datetime(inst.created_at)
+            out["modifiedAt"] = format_datetime(inst.modified_at)
+        if "expiresAt" in doc:
+            out["expiresAt"] = doc["expiresAt"]
     for key, sub in doc.items():
         if ":" in key and isinstance(sub, dict):
             out[ctx.compact(key)] = render_doc(sub, ctx, opts)
@@ -161,6 +164,8 @@ def render_entity(entity: StoredEntity, ctx: ActiveContext, opts: RenderOptions)
     if opts.sys_attrs and opts.fmt != "keyValues":
         out["createdAt"] = format_datetime(entity.created_at)
         out["modifiedAt"] = format_datetime(entity.modified_at)
+        if entity.expires_at is not None:
+            out["expiresAt"] = format_instant(entity.expires_at)
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .entity import DELETE, NULL, Delete, EntityInput
@@ -41,6 +42,8 @@ def new_entity(inp: EntityInput, cs: ChangeSet) -> StoredEntity:
     """A new entity from a parsed body (not yet recorded)."""
     assert inp.id is not None
     entity = StoredEntity(None, inp.id, list(inp.types), inp.scope, cs.now, cs.now)
+    if isinstance(inp.expires_at, datetime):
+        entity.expires_at = inp.expires_at
     for name, per_ds in inp.attrs.items():
         for ds, doc in per_ds.items():
             if isinstance(doc, Delete):
@@ -61,6 +64,7 @@ def replace(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
     """Replace every attribute and the types, keeping the id and createdAt (PUT, upsert)."""
     entity.types = list(inp.types)
     cs.touch(entity, types=True)
+    entity.expires_at = inp.expires_at if isinstance(inp.expires_at, datetime) else None
     if inp.scope is not None or entity.scope is not None:
         cs.set_scope(entity, inp.scope)
     for name, per_ds in list(entity.attrs.items()):
@@ -71,6 +75,14 @@ def replace(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
         for ds, doc in new_ds.items():
             if not isinstance(doc, Delete):
                 cs.put_attr(entity, name, ds, _clean(doc), keep_created=False)
+
+
+def _set_expiry(cs: ChangeSet, entity: StoredEntity, expires_at: datetime | Delete | None) -> None:
+    """A merge or an append sets the entity's ``expiresAt`` when it gives one, or removes it with
+    an NGSI-LD Null (merge)."""
+    if expires_at is not None:
+        entity.expires_at = None if isinstance(expires_at, Delete) else expires_at
+        cs.touch(entity)
 
 
 def _add_types(cs: ChangeSet, entity: StoredEntity, types: list[str]) -> None:
@@ -117,6 +129,7 @@ def merge(cs: ChangeSet, entity: StoredEntity, inp: EntityInput) -> None:
     """Merge Entity (PATCH /entities/{id}, batch merge, upsert with options=update)."""
     check_model([t for t in entity.types if t not in inp.types], inp.attrs)  # inp's own types: checked when parsed
     _add_types(cs, entity, inp.types)
+    _set_expiry(cs, entity, inp.expires_at)
     if inp.scope is not None:
         cs.set_scope(entity, inp.scope)
     for name, per_ds in inp.attrs.items():
@@ -137,6 +150,7 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
     check_model([t for t in entity.types if t not in inp.types], inp.attrs)
     result = UpdateResult()
     _add_types(cs, entity, inp.types)
+    _set_expiry(cs, entity, inp.expires_at)
     if inp.scope is not None:
         cs.set_scope(entity, inp.scope)
     for name, per_ds in inp.attrs.items():

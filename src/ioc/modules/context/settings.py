@@ -38,6 +38,8 @@ class NgsiLdSettings(BaseSettings):
     entity_map_lifetime_seconds: int = Field(default=3600, ge=1)
     #: ... and the longest it may live, whatever the query or an update asks.
     entity_map_max_lifetime_seconds: int = Field(default=86_400, ge=1)
+    #: How often transient entities and attribute instances past their ``expiresAt`` are deleted.
+    expiry_sweep_seconds: float = Field(default=60.0, gt=0)
     #: Check entities of the Smart Data Models types the city uses against their schemas (400 when invalid).
     validate_models: bool = False
     #: A device is offline (alarm raised) once it missed this many of its expected reports in a row.

@@ -106,6 +106,7 @@ class StoredEntity:
     created_at: datetime
     modified_at: datetime
     attrs: dict[str, dict[str, Instance]] = field(default_factory=dict)
+    expires_at: datetime | None = None  # a transient entity's expiresAt (v1.9.1)
 
 
 @dataclass
@@ -292,6 +293,7 @@ _ENTITY_COLS = (
     NgsiEntity.scope,
     NgsiEntity.created_at,
     NgsiEntity.modified_at,
+    NgsiEntity.expires_at,
 )
 _ATTR_COLS = (
     NgsiAttribute.entity_pk,
@@ -398,9 +400,10 @@ def _read_one(cursor: Any, dialect: Dialect, tenant: str, entity_id: str) -> Sto
 
     first = rows[0]
     entity = StoredEntity(first[0], first[1], list(value(first, 2)), value(first, 3), value(first, 4), value(first, 5))
+    entity.expires_at = value(first, 6)
     for row in rows:
-        if row[6] is not None:
-            entity.attrs.setdefault(row[6], {})[row[7]] = Instance(value(row, 8), value(row, 9), value(row, 10))
+        if row[7] is not None:
+            entity.attrs.setdefault(row[7], {})[row[8]] = Instance(value(row, 9), value(row, 10), value(row, 11))
     return entity
 
 
@@ -423,8 +426,8 @@ def load_entities(
     for i in range(0, len(unique), CHUNK):
         chunk = unique[i : i + CHUNK]
         rows = conn.execute(_statements(conn.dialect.name)["by_ids"], {"tenant": tenant, "ids": chunk}).all()
-        for pk, eid, types, scope, created, modified in rows:
-            found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified)
+        for pk, eid, types, scope, created, modified, expires in rows:
+            found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified, expires_at=expires)
     _load_attrs(session, list(found.values()), names)
     return found
 
@@ -436,8 +439,8 @@ def load_by_pks(session: Session, pks: Sequence[int], *, names: Iterable[str] | 
     for i in range(0, len(pks), CHUNK):
         chunk = list(pks[i : i + CHUNK])
         rows = conn.execute(_statements(conn.dialect.name)["by_pks"], {"pks": chunk}).all()
-        for pk, eid, types, scope, created, modified in rows:
-            by_pk[pk] = StoredEntity(pk, eid, list(types), scope, created, modified)
+        for pk, eid, types, scope, created, modified, expires in rows:
+            by_pk[pk] = StoredEntity(pk, eid, list(types), scope, created, modified, expires_at=expires)
     entities = [by_pk[pk] for pk in pks if pk in by_pk]
     _load_attrs(session, entities, names)
     return entities
@@ -613,6 +616,7 @@ def flush(session: Session, cs: ChangeSet) -> None:
                 "scope": e.scope,
                 "created_at": e.created_at,
                 "modified_at": e.modified_at,
+                "expires_at": e.expires_at,
             }
             for e in cs.new
         ]
@@ -628,7 +632,13 @@ def flush(session: Session, cs: ChangeSet) -> None:
             session,
             _table(NgsiEntity),
             [
-                {"types": e.types, "scope": e.scope, "modified_at": e.modified_at, "pk": e.pk}
+                {
+                    "types": e.types,
+                    "scope": e.scope,
+                    "modified_at": e.modified_at,
+                    "expires_at": e.expires_at,
+                    "pk": e.pk,
+                }
                 for e in cs.touched.values()
                 if e.pk is not None
             ],
@@ -658,6 +668,7 @@ def flush(session: Session, cs: ChangeSet) -> None:
             if inst is None or entity.pk is None:
                 continue
             observed = inst.doc.get("observedAt")
+            expires = inst.doc.get("expiresAt")
             rows.append(
                 {
                     "entity_pk": entity.pk,
@@ -669,6 +680,7 @@ def flush(session: Session, cs: ChangeSet) -> None:
                     "observed_at": parse_datetime(observed, "observedAt") if isinstance(observed, str) else None,
                     "created_at": inst.created_at,
                     "modified_at": inst.modified_at,
+                    "expires_at": parse_datetime(expires, "expiresAt") if isinstance(expires, str) else None,
                     **_value_columns(inst.doc),
                 }
             )

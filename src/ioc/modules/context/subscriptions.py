@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -528,7 +528,7 @@ def build_subscription_router(broker: Broker, notifier: Notifier) -> APIRouter:
                 # §5.13: a @context that is not one URI is hosted, ImplicitlyCreated, so that the
                 # subscription can name it by URL as its jsonldContext (050_03, 052_06); its
                 # notifications still carry the @context as given (046_10, 046_14)
-                implicit = contexts.add_hosted(session, ctx.source, kind="ImplicitlyCreated")
+                implicit = contexts.add_hosted(session, ctx.source, tenant, kind="ImplicitlyCreated")
                 doc["implicitContext"] = contexts.url_of(str(request.base_url), implicit)
             row = NgsiSubscription(
                 tenant=tenant,
@@ -1120,7 +1120,7 @@ def _only_datasets(entity: StoredEntity, datasets: set[str] | None) -> StoredEnt
     """The entity with only the attribute instances of the subscription's datasetIds (§5.2.12)."""
     if datasets is None:
         return entity
-    kept = StoredEntity(entity.pk, entity.id, entity.types, entity.scope, entity.created_at, entity.modified_at)
+    kept = replace(entity, attrs={})
     for name, per_ds in entity.attrs.items():
         chosen = {ds: inst for ds, inst in per_ds.items() if ds in datasets}
         if chosen:

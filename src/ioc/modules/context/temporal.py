@@ -34,6 +34,7 @@ from .entity import (
     check_name,
     parse_attribute,
     parse_datetime,
+    parse_expiry,
     parse_scope_instance,
     parse_scope_instances,
     parse_types,
@@ -261,7 +262,9 @@ def respond_text(
 
 def parse_instances(body: dict[str, Any], ctx: ActiveContext) -> Instances:
     """The attributes of a temporal representation: each an instance or an array of instances;
-    ``urn:ngsi-ld:null`` as a first-level member is refused (§5.2.1: only a merge deletes)."""
+    ``urn:ngsi-ld:null`` as a first-level member is refused (§5.2.1: only a merge deletes), an
+    ``expiresAt`` too (5611_01_02): it is a DateTime."""
+    parse_expiry(body.get("expiresAt"))
     out: Instances = {}
     for key, raw in body.items():
         if key in ENTITY_MEMBERS:

@@ -106,10 +106,13 @@ def _instance(row: Row, g: Group, ctx: ActiveContext, opts: RenderOptions, sys_a
         and len(text) > 2
         and text[-1] == "}"
         and g.kinds.get(row.dataset_id, g.kind) not in _DECODE_KINDS
+        and (sys_attrs or '"expiresAt"' not in text)  # an instance's expiresAt only with sysAttrs (§6.3.11)
     ):
         return text[:-1] + tail + "}"
     rendered = render_doc(row.doc, ctx, opts)
     item: dict[str, Any] = rendered if isinstance(rendered, dict) else {"value": rendered}
+    if sys_attrs and "expiresAt" in row.doc:
+        item["expiresAt"] = row.doc["expiresAt"]
     return json.dumps(item)[:-1] + tail + "}"
 
 
