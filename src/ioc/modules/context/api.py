@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ioc.core.auth import Principal
 from ioc.core.db import Database, utcnow
 
-from . import contexts, entity_maps, linked, service, store
+from . import contexts, entity_maps, linked, service, store, versions
 from .entity import (
     EntityInput,
     check_name,
@@ -377,9 +377,11 @@ def build_router(broker: Broker) -> APIRouter:
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
         headers.update(emap.headers() if emap is not None else {})
         status = 201 if emap is not None and emap.created else 200
+        pref = versions.preference(request.headers)  # §4.3.6.8: Prefer: ngsi-ld=<version>
+        altered = versions.amend_entities((body for _, body in items), pref, opts.fmt)
         response = _entities_response(request, items, ctx, opts, media, headers, status)
         add_page_links(response, request, limit=limit, offset=offset, more=more, media=media)
-        return response
+        return versions.answer(response, pref, altered)
 
     @router.get("/entityMaps")
     def create_map(request: Request, principal: OptionalPrincipal) -> Response:
@@ -508,6 +510,23 @@ def build_router(broker: Broker) -> APIRouter:
             # §4.21 (v1.8.1, TP 018_19): no member of the entity is left to show
             raise NgsiError("ResourceNotFound", f"Nothing of the entity {eid} is left after pick/omit.")
         headers = emap.headers() if emap is not None else {}
+        pref = versions.preference(request.headers)  # §4.3.6.8: Prefer: ngsi-ld=<version>
+        if pref is not None:
+            altered = versions.amend_entities((body for _, body in items), pref, opts.fmt)
+            return versions.answer(entity_answer(request, entity, items, ctx, opts, media, headers), pref, altered)
+        return entity_answer(request, entity, items, ctx, opts, media, headers)
+
+    def entity_answer(
+        request: Request,
+        entity: StoredEntity,
+        items: list[tuple[StoredEntity, dict[str, Any]]],
+        ctx: ActiveContext,
+        opts: RenderOptions,
+        media: str,
+        headers: dict[str, str],
+    ) -> Response:
+        """The answer of Retrieve Entity: the entity, a GeoJSON Feature, or with ``join=flat`` the
+        entity and its Linked Entities."""
         if len(items) > 1:  # join=flat found Linked Entities: an array of entities (§4.5.23.2)
             return _entities_response(request, items, ctx, opts, media, headers)
         if media == GEOJSON:

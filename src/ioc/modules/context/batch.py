@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from ioc.core.auth import OptionalPrincipal
 from ioc.core.db import Database
 
-from . import linked, service
+from . import linked, service, versions
 from .entity import EntityInput, parse_entity
 from .errors import NgsiError, bad_request
 from .http import (
@@ -225,12 +225,16 @@ def add_batch_routes(router: APIRouter, broker: Broker) -> None:
             entities, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
             items = linked.render_joined(session, tenant, entities, ctx, opts, join, readable)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+        pref = versions.preference(request.headers)  # §4.3.6.8: Prefer: ngsi-ld=<version>
+        altered = versions.amend_entities((item for _, item in items), pref, opts.fmt)
         if media == GEOJSON:
             geo_prop = ctx.expand(request.query_params.get("geometryProperty") or "location")
             features = [geojson_feature(e, ctx, opts, geo_prop, item) for e, item in items]
             collection = {"type": "FeatureCollection", "features": features}
-            return respond(collection, ctx, media, headers=headers, body_json=prefers_json_body(request))
-        return respond([item for _, item in items], ctx, media, headers=headers)
+            response = respond(collection, ctx, media, headers=headers, body_json=prefers_json_body(request))
+        else:
+            response = respond([item for _, item in items], ctx, media, headers=headers)
+        return versions.answer(response, pref, altered)
 
 
 def _selector(sel: dict[str, Any], ctx: Any) -> Selector:

@@ -33,7 +33,7 @@ from ioc.core.db import Database, utcnow
 from ioc.core.events import Event
 from ioc.core.mqtt import parse_mqtt_url
 
-from . import contexts, linked
+from . import contexts, linked, versions
 from .entity import check_name, format_datetime, parse_datetime
 from .errors import NgsiError, NgsiRoute, bad_request, not_found
 from .events import EntityChange
@@ -480,28 +480,10 @@ def _sub_id(raw: str) -> str:
     return raw
 
 
-_VERSION_PREF = re.compile(r'^ngsi-ld\s*=\s*"?(\d+(?:\.\d+)*)"?$', re.IGNORECASE)
-
-
-def _version_preference(request: Request) -> str | None:
-    """The ``ngsi-ld=<version>`` preference of ``Prefer`` (RFC 7240: any case, quoted, with parameters).
-
-    §4.3.6.8 alters Entity data only: a Subscription is returned as it is, and the preference is
-    acknowledged with ``Preference-Applied`` (§6.3.6).
-    """
-    for raw in request.headers.getlist("prefer"):
-        for pref in raw.split(","):
-            m = _VERSION_PREF.match(pref.split(";", 1)[0].strip())
-            if m:
-                return f"ngsi-ld={m.group(1)}"
-    return None
-
-
 def _with_preference(response: Response, request: Request) -> Response:
-    applied = _version_preference(request)
-    if applied:
-        response.headers["Preference-Applied"] = applied
-    return response
+    """A Subscription with ``Prefer: ngsi-ld=<version>``: §4.3.6.8 alters Entity data only, so
+    the Subscription is returned as it is, the preference acknowledged (``Preference-Applied``)."""
+    return versions.answer(response, versions.preference(request.headers), altered=False)
 
 
 def build_subscription_router(broker: Broker, notifier: Notifier) -> APIRouter:

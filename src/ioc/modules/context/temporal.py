@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from ioc.core import audit
 from ioc.core.auth import OptionalPrincipal, Principal
 
-from . import entity_maps
+from . import entity_maps, versions
 from .api import attribute_deletion, entity_types, write_session
 from .batch import _query_from_body
 from .entity import (
@@ -493,7 +493,9 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         headers = _headers(page, {"NGSILD-Results-Count": str(total)} if total is not None else None)
         headers.update(emap.headers() if emap is not None else {})
         status = 206 if page else 201 if emap is not None and emap.created else 200
-        return respond_text(bodies, ctx, media, status=status, headers=headers)
+        pref = versions.preference(request.headers)  # §4.3.6.8: Prefer: ngsi-ld=<version>
+        bodies, altered = versions.amend_temporal(bodies, pref, opts.fmt)
+        return versions.answer(respond_text(bodies, ctx, media, status=status, headers=headers), pref, altered)
 
     @router.post("/entityOperations/query")
     def query_temporal_post(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -738,7 +740,10 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         if (opts.pick is not None or opts.omit is not None) and bodies[0] == "{}":
             raise not_found(f"Nothing of the entity {eid} is left after pick/omit (§4.21).")
         headers = _headers(page, emap.headers() if emap is not None else None)
-        return respond_text(bodies[0], ctx, media, status=206 if page else 200, headers=headers)
+        pref = versions.preference(request.headers)  # §4.3.6.8: Prefer: ngsi-ld=<version>
+        bodies, altered = versions.amend_temporal(bodies, pref, opts.fmt)
+        response = respond_text(bodies[0], ctx, media, status=206 if page else 200, headers=headers)
+        return versions.answer(response, pref, altered)
 
     @router.delete("/entities/{entity_id:path}")
     def delete_temporal(entity_id: str, request: Request, principal: OptionalPrincipal) -> Response:
