@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import ioc.modules
-from ioc.app import BodyLimit, available_modules, create_app
+from ioc.app import SERVING_GC_THRESHOLDS, BodyLimit, available_modules, create_app
 from ioc.core.auth import Role
 from ioc.settings import Settings
 
@@ -157,12 +157,16 @@ def setup(ctx):
 def test_a_serving_process_freezes_its_heap_once_started(settings: Settings) -> None:
     """Modules, routes and caches are kept out of the collector's full passes (``freeze_heap``)."""
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
         assert gc.get_freeze_count() == 0  # the default (tests, tools): nothing frozen
+        assert gc.get_threshold() == thresholds
     try:
         with TestClient(create_app(settings, freeze_heap=True)) as client:
             assert client.get("/healthz").status_code == 200
             assert gc.get_freeze_count() > 10_000
+            assert gc.get_threshold() == SERVING_GC_THRESHOLDS  # young collections every 10,000 allocations
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -5,7 +5,6 @@ No HTTP here: the API and the batch endpoints call these functions and then ``st
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -96,7 +95,9 @@ def merge_doc(old: dict[str, Any], new: dict[str, Any], *, deep_value: bool = Fa
     """A merged attribute instance: new members replace old ones, null sub-attributes go."""
     if old.get("type") != new.get("type"):
         return _clean(new)
-    merged = copy.deepcopy(old)
+    # A shallow copy: every change below replaces a member of ``merged`` (or pops one) and the
+    # merged sub-attributes and values are new objects, so what ``old`` holds is never mutated.
+    merged = dict(old)
     for key, value in new.items():
         if value == NULL:
             merged.pop(key, None)
