@@ -40,10 +40,24 @@ class Ngsi:
     def delete(self, path: str, **kw: Any) -> Any:
         return self.request("DELETE", path, **kw)
 
+    def host(self, context: Any, **kw: Any) -> str:
+        """Add ``context`` (POST /jsonldContexts): the URL it is served at. The ``Location`` is a
+        path, as for every other resource the broker creates (050_01, 053_02)."""
+        r = self.post("/jsonldContexts", json={"@context": context}, headers={"Content-Type": LD}, **kw)
+        assert r.status_code == 201, r.text
+        location = str(r.headers["Location"])
+        assert location.startswith(BASE + "/jsonldContexts/"), location
+        return str(self.client.base_url.join(location))
+
     def create(self, entity: dict[str, Any], **kw: Any) -> Any:
         r = self.post("/entities", json=entity, **kw)
         assert r.status_code == 201, r.text
         return r
+
+
+def link_to(url: str) -> str:
+    """A ``Link`` header value naming the @context at ``url``."""
+    return f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
 @pytest.fixture

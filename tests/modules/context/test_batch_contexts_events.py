@@ -80,8 +80,10 @@ def test_jsonld_contexts(ngsi: Ngsi) -> None:
     assert CORE in listed
     r = ngsi.post("/jsonldContexts", json={"@context": {"Room": "http://example.org/Room"}})
     assert r.status_code == 201
-    url = r.headers["Location"]
-    local_id = url.rsplit("/", 1)[1]
+    local_id = r.headers["Location"].rsplit("/", 1)[1]
+    assert r.headers["Location"] == "/ngsi-ld/v1/jsonldContexts/" + local_id  # a path, as the suite reads it (050_01)
+    url = "http://testserver" + r.headers["Location"]
+    assert url in ngsi.get("/jsonldContexts").json()  # listed by its URL
     assert ngsi.get("/jsonldContexts/" + local_id).json() == {"@context": {"Room": "http://example.org/Room"}}
     details = ngsi.get("/jsonldContexts/" + local_id, params={"details": "true"}).json()
     assert details["kind"] == "Hosted" and details["localId"] == local_id

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CORE, LD, Ngsi
+from .conftest import CORE, LD, Ngsi, link_to
 
 NULL = "urn:ngsi-ld:null"
 
@@ -32,9 +32,7 @@ def kind(r: Any) -> str:
 
 def hosted_link(ngsi: Ngsi) -> str:
     """A Link header naming a context hosted by the broker itself (no network needed)."""
-    r = ngsi.post("/jsonldContexts", json={"@context": CTX}, headers={"Content-Type": LD})
-    assert r.status_code == 201, r.text
-    return f'<{r.headers["Location"]}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+    return link_to(ngsi.host(CTX))
 
 
 def create(ngsi: Ngsi, eid: str, typ: str = "Vehicle", **attrs: Any) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from ioc.core.db import Database
 from ioc.settings import Settings
 
-from .conftest import BASE, LD, Ngsi
+from .conftest import BASE, LD, Ngsi, link_to
 from .test_temporal import other_app
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -90,9 +90,7 @@ def problem(r: Any, status: int, name: str) -> None:
 @pytest.fixture
 def link(ngsi: Ngsi) -> dict[str, str]:
     """A Link header naming the suite's @context, hosted by the broker."""
-    r = ngsi.post("/jsonldContexts", json={"@context": CTX}, headers={"Content-Type": LD})
-    assert r.status_code == 201, r.text
-    return {"Link": f'<{r.headers["Location"]}>; rel="http://www.w3.org/ns/json-ld#context"; type="{LD}"'}
+    return {"Link": link_to(ngsi.host(CTX))}
 
 
 @pytest.fixture

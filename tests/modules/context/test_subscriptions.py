@@ -27,7 +27,7 @@ from ioc.core.db import Database
 from ioc.modules.context.subscriptions_models import NgsiNotification
 from ioc.settings import JobsSettings, Settings
 
-from .conftest import CORE, LD, Ngsi, vehicle
+from .conftest import CORE, LD, Ngsi, link_to, vehicle
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 CORE_LINK = f'<{CORE}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -207,8 +207,7 @@ def test_jsonld_context_is_expanded_on_write_and_compacted_on_read(ngsi: Ngsi) -
     r = ngsi.get(f"/subscriptions/{sid}", headers={"Accept": LD})
     assert r.headers["content-type"].startswith(LD) and r.json()["@context"] == CORE
     # the same names, reached through a hosted context, come back short
-    r = ngsi.post("/jsonldContexts", json={"@context": ctx})
-    link = f'<{r.headers["Location"]}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+    link = link_to(ngsi.host(ctx))
     short = ngsi.get(f"/subscriptions/{sid}", headers={"Link": link}).json()
     assert short["entities"] == [{"type": "Car"}] and short["watchedAttributes"] == ["velocity"]
     # a JSON body with an @context, or JSON-LD without one: 400

@@ -14,7 +14,7 @@ from ioc.core.db import Database
 from ioc.modules.context.entity import SCOPE
 from ioc.modules.context.models import NgsiAttributeHistory
 
-from .conftest import LD, Ngsi
+from .conftest import LD, Ngsi, link_to
 from .test_conformance_temporal import CTX, bare
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -44,9 +44,7 @@ def between(text: str, start: datetime, end: datetime) -> None:
 
 
 def link(ngsi: Ngsi) -> dict[str, str]:
-    r = ngsi.post("/jsonldContexts", json={"@context": CTX}, headers={"Content-Type": LD})
-    assert r.status_code == 201, r.text
-    return {"Link": f'<{r.headers["Location"]}>; rel="http://www.w3.org/ns/json-ld#context"; type="{LD}"'}
+    return {"Link": link_to(ngsi.host(CTX))}
 
 
 def problem(r: Any, status: int, name: str) -> None:

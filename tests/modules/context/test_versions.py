@@ -22,7 +22,7 @@ from ioc.modules.context.versions import (
     parse_preference,
 )
 
-from .conftest import LD, Ngsi
+from .conftest import LD, Ngsi, link_to
 
 NS = "https://ngsi-ld-test-suite/context#"
 TERMS = ("Building", "name", "vocabProperty", "jsonProperty", "listProperty", "listRelationship", "street")
@@ -219,9 +219,7 @@ def test_temporal_text_is_amended() -> None:
 
 def link(ngsi: Ngsi) -> str:
     """A Link header naming the suite's @context, hosted by the broker."""
-    r = ngsi.post("/jsonldContexts", json={"@context": CTX}, headers={"Content-Type": LD})
-    assert r.status_code == 201, r.text
-    return f'<{r.headers["Location"]}>; rel="http://www.w3.org/ns/json-ld#context"; type="{LD}"'
+    return link_to(ngsi.host(CTX))
 
 
 def building(ngsi: Ngsi, **attrs: Any) -> str:
