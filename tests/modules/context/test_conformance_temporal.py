@@ -335,6 +335,72 @@ def test_aggregated_values(ngsi: Ngsi, link: dict[str, str], create: Callable[..
         assert many.status_code == 200 and many.json()[0] == {"id": V + "020-11", "type": "Vehicle", **attrs}
 
 
+def test_aggregation_params_in_a_query_body(ngsi: Ngsi, link: dict[str, str], create: Callable[..., None]) -> None:
+    """TP 5244_01_01..03 (v1.9.1 §5.2.44): a Query's ``aggrParams`` asks for the aggregated
+    representation, its methods and period checked as the URL's are."""
+    create(V + "5244-A", AUG)
+    window = {"timerel": "after", "timeAt": "2020-08-01T12:00:00Z"}
+
+    def query(aggr: dict[str, Any]) -> Any:
+        body = {"type": "Query", "entities": [{"type": "Vehicle"}], "temporalQ": window, "aggrParams": aggr}
+        return ngsi.post(Q, json=body, headers=link)
+
+    r = query({"aggrMethods": ["avg"], "aggrPeriodDuration": "PT0S"})
+    assert r.status_code == 200 and "instanceId" not in r.text
+    (found,) = r.json()  # PT0S: one period, from the first instance to the last
+    assert found["speed"] == {"type": "Property", "avg": [[100.0, "2020-08-01T12:03:00Z", "2020-08-01T12:07:00Z"]]}
+    assert found["fuelLevel"]["avg"] == [[160 / 3, "2020-08-01T12:03:00Z", "2020-08-01T14:07:00Z"]]
+    for aggr, named in (
+        ({"aggrMethods": ["bogus"]}, "aggrMethods"),
+        ({"aggrMethods": ["avg"], "aggrPeriodDuration": "notADuration"}, "aggrPeriodDuration"),
+        ({"aggrMethods": []}, "aggrMethods"),
+        ({"aggrMethods": "avg"}, "aggrMethods"),
+    ):
+        r = query(aggr)
+        problem(r, 400, "BadRequestData")
+        assert named in r.text, aggr
+    problem(
+        ngsi.post(Q, json={"type": "Query", "temporalQ": window, "aggrParams": 5}, headers=link), 400, "BadRequestData"
+    )
+
+
+def test_query_order_by(ngsi: Ngsi) -> None:
+    """TP 021_23_01..09 (v1.9.1 §5.7.4, §4.23): orderBy sorts the temporal query's entities by their
+    current values, as Query Entities does; without it they come as created."""
+    terms = {**CTX, "Building": NS + "Building", "subProperty": NS + "subProperty"}
+    link = {"Link": link_to(ngsi.host(terms))}
+    b1, b2, b3 = (f"urn:ngsi-ld:Building:{i}" for i in (1, 2, 3))
+    for n, eid in ((2, b2), (1, b1), (3, b3)):
+        name = {"type": "Property", "value": "ABC"[n - 1], "subProperty": {"type": "Property", "value": n}}
+        body = {"id": eid, "type": "Building", "name": name, "@context": terms}
+        assert ngsi.post("/entities/", json=body, headers={"Content-Type": LD}).status_code == 201
+    asc, desc, created = [b1, b2, b3], [b3, b2, b1], [b2, b1, b3]
+    query = {"type": "Building", "timerel": "after", "timeAt": "1970-01-01T00:00:00Z", "timeproperty": "createdAt"}
+    for order_by, expected in (
+        (None, created),
+        ("name", asc),
+        ("id", asc),
+        ("name.subProperty", asc),
+        ("name;asc", asc),
+        ("name;desc", desc),
+        ("type,name", asc),
+        ("type;asc,name.subProperty;desc,name;asc", desc),
+    ):
+        params = query if order_by is None else {**query, "orderBy": order_by}
+        r = ngsi.get(T, params=params, headers=link)
+        assert r.status_code == 200 and [e["id"] for e in r.json()] == expected, order_by
+    r = ngsi.get(T, params={**query, "orderBy": "name;desc", "limit": 2, "offset": 1, "count": "true"}, headers=link)
+    assert [e["id"] for e in r.json()] == [b2, b1] and r.headers["NGSILD-Results-Count"] == "3"
+    body = {
+        "type": "Query",
+        "entities": [{"type": "Building"}],
+        "temporalQ": query,
+        "ordering": {"orderBy": ["name;desc"]},
+    }
+    assert [e["id"] for e in ngsi.post(Q, json=body, headers=link).json()] == desc
+    problem(ngsi.get(T, params={**query, "orderBy": "name;sideways"}, headers=link), 400, "BadRequestData")
+
+
 def test_language_json_vocab_geo_and_list_properties(
     ngsi: Ngsi, link: dict[str, str], create: Callable[..., None]
 ) -> None:
@@ -771,7 +837,7 @@ def test_query_representations_and_datasets(ngsi: Ngsi, link: dict[str, str], cr
 
 def test_query_validation(ngsi: Ngsi, link: dict[str, str], create: Callable[..., None]) -> None:
     """TP 5741_01_01 (attrs naming only system attributes do not qualify a query), 5741_01_03 (a
-    Linked Entity q needs join), 5741_01_04, 5741_01_05 (an invalid csf: 400), 021_27_01..06, 021_27_09
+    Linked Entity q needs join), 5741_01_04, 5741_01_05 (an invalid csf: 400), 021_27_01..09
     (the TemporalQuery of a Query body, §5.2.21), 5744_01_03 (observedAt with an offset: 400)."""
     window = {"timerel": "after", "timeAt": "2020-01-01T00:00:00Z"}
     for params in (
@@ -802,6 +868,13 @@ def test_query_validation(ngsi: Ngsi, link: dict[str, str], create: Callable[...
         problem(post(bad), 400, "BadRequestData")
     r = post({**base, "aggrPeriodDuration": "one hour"})
     assert r.status_code == 400 and "aggrPeriodDuration" in r.text
+    # 021_27_07/08: aggrMethods in the TemporalQuery, an array or a comma-separated string, aggregate
+    for methods in (["avg", "max"], "avg,max"):
+        r = post({**base, "aggrMethods": methods, "aggrPeriodDuration": "PT1H"})
+        assert r.status_code == 200 and "instanceId" not in r.text, methods
+        hour = ["2020-08-01T12:00:00Z", "2020-08-01T13:00:00Z"]  # periods from timeAt
+        assert r.json()[0]["speed"]["avg"] == [[100.0, *hour]]
+        assert r.json()[0]["speed"]["max"] == [[120.0, *hour]]
 
     offset = {"id": f"{V}offset", "type": "Vehicle", "speed": [p(50, "2026-03-01T02:00:00+03:00")]}
     problem(ngsi.post(T, json=offset), 400, "BadRequestData")

@@ -316,18 +316,7 @@ def build_router(broker: Broker) -> APIRouter:
             parse_q(p["csf"], ctx)  # §5.7.2.4: a context source filter must at least be valid
         join = linked.join_param(p, ctx)
         linked.require_join(join, linked.link_depth(query.q) if query.q is not None else 0, "q")
-        ordering = None
-        if "orderBy" in p:
-            ordering = parse_ordering(
-                csv_param(request, "orderBy") or [],
-                ctx,
-                coordinates=p.get("orderFrom"),
-                geometry=None,
-                collation=p.get("collation"),
-            )
-        elif "collation" in p or "orderFrom" in p:
-            raise bad_request("collation and orderFrom go with orderBy.")
-        return query, ordering, join
+        return query, ordering_param(request, ctx), join
 
     def new_map(
         session: Session,
@@ -917,6 +906,23 @@ def build_fallback_router() -> APIRouter:
 
 #: Entities a query may sort in memory (orderBy needs every match before the first page).
 MAX_ORDERED = 10_000
+
+
+def ordering_param(request: Request, ctx: ActiveContext) -> Ordering | None:
+    """``orderBy`` with its ``orderFrom`` and ``collation`` (§4.23), of Query Entities and of the
+    temporal query (021_23); None when the request gives none."""
+    p = request.query_params
+    if "orderBy" in p:
+        return parse_ordering(
+            csv_param(request, "orderBy") or [],
+            ctx,
+            coordinates=p.get("orderFrom"),
+            geometry=None,
+            collation=p.get("collation"),
+        )
+    if "collation" in p or "orderFrom" in p:
+        raise bad_request("collation and orderFrom go with orderBy.")
+    return None
 
 
 def query_page(

@@ -23,8 +23,8 @@ from ioc.core import audit
 from ioc.core.auth import OptionalPrincipal, Principal
 
 from . import entity_maps, versions
-from .api import attribute_deletion, entity_types, write_session
-from .batch import _query_from_body
+from .api import attribute_deletion, entity_types, ordering_param, query_page, write_session
+from .batch import _ordering_from_body, _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
     NULL,
@@ -64,7 +64,7 @@ from .ld import CORE_CONTEXT_URL, ActiveContext, is_uri, link_header
 from .models import NgsiAttributeHistory as H
 from .query import parse_geoq, parse_q
 from .scope import parse_scope_query
-from .search import EntityQuery, compile_pattern, run_query, system_only
+from .search import EntityQuery, Ordering, compile_pattern, run_query, system_only
 from .service import new_entity
 from .store import ChangeSet, Instance, StoredEntity, check_tenant, instance_id, load_entities
 from .temporal_query import (
@@ -438,7 +438,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
     def query_temporal(request: Request, principal: OptionalPrincipal) -> Response:
         media = accept(request)
         tenant, ctx, query, tq, opts = prepared(request, principal)
-        return _query_answer(request, tenant, ctx, media, query, tq, opts)
+        return _query_answer(request, tenant, ctx, media, query, tq, opts, ordering_param(request, ctx))
 
     @router.get("/entityMaps")
     def create_temporal_map(request: Request, principal: OptionalPrincipal) -> Response:
@@ -470,7 +470,10 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         query: EntityQuery,
         tq: TemporalQuery,
         opts: TemporalOptions,
+        ordering: Ordering | None,
     ) -> Response:
+        """A page of entities with their temporal evolution, in the order ``orderBy`` asks for
+        (their current values, §4.23; 021_23), else as created."""
         limit = int_param(request, "limit", broker.settings.default_limit, maximum=broker.settings.max_limit)
         offset = int_param(request, "offset", 0)
         count = bool_param(request, "count")
@@ -486,7 +489,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             if emap is not None:
                 query.ids = emap.restrict(query.ids)
             attrs, scopes = _temporal_selection(tenant, query, tq)
-            found, total = run_query(session, tenant, query, ctx, limit=limit, offset=offset, count=count)
+            found, total = query_page(session, tenant, query, ctx, limit, offset, count, ordering)
             entities = [(e.id, e.types) for e in found]
             names = _picked(attrs, opts)
             bodies, page = evolutions(session, tenant, entities, names, tq, opts, ctx, max_instances, scopes)
@@ -520,11 +523,16 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         if isinstance(body.get("lang"), str):
             opts.lang = body["lang"]
         projection(csv_param(request, "pick"), csv_param(request, "omit"), ctx, opts, attrs=query.attrs is not None)
-        tq = parse_temporal(_temporal_params(body.get("temporalQ")), aggregated=opts.fmt == "aggregatedValues")
+        params = {**_temporal_params(body.get("temporalQ")), **_aggregation_params(body.get("aggrParams"))}
+        if "aggrMethods" in params:
+            # aggregation methods in the body, in its TemporalQuery (021_27_07/08) or AggregationParams
+            # (v1.9.1 §5.2.44; 5244_01), ask for the aggregated representation
+            opts.fmt = "aggregatedValues"
+        tq = parse_temporal(params, aggregated=opts.fmt == "aggregatedValues")
         tq.datasets = dataset_ids(csv_param(request, "datasetId"))
         opts.methods = tq.aggr_methods
         opts.timeproperty = tq.timeproperty
-        return _query_answer(request, tenant, ctx, media, query, tq, opts)
+        return _query_answer(request, tenant, ctx, media, query, tq, opts, _ordering_from_body(body, ctx))
 
     @router.post("/entities")
     def create_temporal(request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
@@ -777,6 +785,25 @@ def _temporal_selection(
     scopes = ScopeValidity(query.scope, tq, tenant) if query.scope is not None else None
     query.scope, query.check = None, scopes
     return attrs, scopes
+
+
+def _aggregation_params(raw: Any) -> dict[str, str]:
+    """A Query's ``aggrParams`` (AggregationParams, v1.9.1 §5.2.44: ``aggrMethods``, an array of
+    methods, and ``aggrPeriodDuration``) as the URL parameters they stand for; empty when absent."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise bad_request("aggrParams must be an AggregationParams object (aggrMethods, aggrPeriodDuration).")
+    out: dict[str, str] = {}
+    methods = raw.get("aggrMethods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        raise bad_request("aggrParams.aggrMethods must be a non-empty array of aggregation methods.")
+    out["aggrMethods"] = ",".join(methods)
+    if "aggrPeriodDuration" in raw:
+        if not isinstance(raw["aggrPeriodDuration"], str):
+            raise bad_request("aggrParams.aggrPeriodDuration must be an ISO 8601 duration.")
+        out["aggrPeriodDuration"] = raw["aggrPeriodDuration"]
+    return out
 
 
 def _temporal_params(raw: Any) -> dict[str, str]:
