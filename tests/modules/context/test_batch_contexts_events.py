@@ -14,6 +14,7 @@ from ioc.modules.context.contexts import DbContextSource
 from ioc.modules.context.events import UPSERT
 
 from .conftest import CORE, LD, Ngsi, vehicle
+from .jsonld_server import ContextDocuments
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 
@@ -128,6 +129,36 @@ def test_hosted_contexts_belong_to_their_tenant(ngsi: Ngsi, db: Database) -> Non
     for headers in (a, b, {}):
         assert "http://example.org/shared.jsonld" in ngsi.get("/jsonldContexts", headers=headers).json()
     assert ngsi.delete("/jsonldContexts/" + local_id, headers=a).status_code == 204
+
+
+def test_number_of_hits_of_a_cached_context(ngsi: Ngsi) -> None:
+    """TP 053_06_01 (§5.13.4): every request naming a cached @context, and every serving of it,
+    counts as a use: created with it (1), served (shows 1), created with it again: 3."""
+    server = ContextDocuments({"/api/v1/context.jsonld": {"@context": {"Testing": "urn:ngsi-ld:Testing"}}})
+    try:
+        url = server.url_of("/api/v1/context.jsonld")
+        served = "/jsonldContexts/" + quote(url, safe="")
+
+        def create(n: int) -> None:
+            body = {"id": f"urn:ngsi-ld:Testing:{n}", "type": "Testing", "@context": url}
+            assert ngsi.post("/entities/", json=body, headers={"Content-Type": LD}).status_code == 201
+
+        create(1)
+        first = ngsi.get(served, params={"details": "true"})
+        assert first.status_code == 200 and first.json()["kind"] == "Cached" and first.json()["numberOfHits"] == 1
+        create(2)
+        assert ngsi.get(served, params={"details": "true"}).json()["numberOfHits"] == 3
+        # a @context listed with others, and one another @context includes, are uses as well
+        both = {"id": "urn:ngsi-ld:Testing:3", "type": "Testing", "@context": [url, {"extra": "urn:x:extra"}]}
+        assert ngsi.post("/entities", json=both, headers={"Content-Type": LD}).status_code == 201
+        server.documents["/wrapper.jsonld"] = {"@context": [url]}
+        wrapped = {"id": "urn:ngsi-ld:Testing:4", "type": "Testing", "@context": server.url_of("/wrapper.jsonld")}
+        assert ngsi.post("/entities", json=wrapped, headers={"Content-Type": LD}).status_code == 201
+        assert ngsi.get(served, params={"details": "true"}).json()["numberOfHits"] == 6
+        hosted = ngsi.host({"Testing": "urn:ngsi-ld:Testing"}).rsplit("/", 1)[1]
+        assert "numberOfHits" not in ngsi.get("/jsonldContexts/" + hosted, params={"details": "true"}).json()
+    finally:
+        server.close()
 
 
 def _kind(r: Any) -> str:

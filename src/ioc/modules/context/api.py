@@ -855,9 +855,10 @@ def build_router(broker: Broker) -> APIRouter:
             row = contexts.find(session, context_id, tenant_of(request))
             if row is None:
                 raise not_found(f"No @context {context_id}.")
-            if details:
-                return JSONResponse(_ctx_details(request, row))
-            return JSONResponse({"@context": row.body})
+            answer = JSONResponse(_ctx_details(request, row) if details else {"@context": row.body})
+        if row.kind == "Cached" and row.url:  # serving a cached copy is a use of it too (053_06)
+            broker.loader.count_hit(row.url)
+        return answer
 
     @router.delete("/jsonldContexts/{context_id:path}")
     def delete_context(context_id: str, request: Request, principal: OptionalPrincipal) -> Response:

@@ -236,6 +236,9 @@ class ContextLoader:
         """The processed context of ``spec`` (None, a URL, an object or an array), core applied last."""
         if spec is None or (isinstance(spec, str) and is_core_url(spec)):
             return self._core
+        for item in spec if isinstance(spec, list) else (spec,):
+            if isinstance(item, str):  # a request naming a @context is a use of it (numberOfHits)
+                self.count_hit(item)
         key = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         now = time.monotonic()
         with self._lock:
@@ -279,11 +282,14 @@ class ContextLoader:
                 return  # the core context applies last anyway
             if item in seen:
                 raise bad_request(f"@context {item} includes itself.")
+            if seen:  # one a @context includes (a request's own were counted by ``active``)
+                self.count_hit(item)
             self._apply(self.load_url(item), terms, vocab, (*seen, item), depth + 1)
             return
         if not isinstance(item, dict):
             raise bad_request("An @context must be a URL, an object or an array of those.")
         if "@import" in item and isinstance(item["@import"], str):
+            self.count_hit(item["@import"])
             self._apply(self.load_url(item["@import"]), terms, vocab, (*seen, item["@import"]), depth + 1)
         if "@vocab" in item:
             v = item["@vocab"]
@@ -324,6 +330,11 @@ class ContextLoader:
             )
             terms[term] = TermDef(iri, td_type, td_container)
 
+    def count_hit(self, url: str) -> None:
+        """One more use of the @context at ``url`` (``numberOfHits``, §5.13.3; this process's)."""
+        with self._lock:
+            self.hits[url] = self.hits.get(url, 0) + 1
+
     # -- loading ----------------------------------------------------------
     def load_url(self, url: str) -> Any:
         """The ``@context`` value of the document at ``url``."""
@@ -334,7 +345,6 @@ class ContextLoader:
         now = time.time()
         with self._lock:
             hit = self._docs.get(url)
-            self.hits[url] = self.hits.get(url, 0) + 1
         if hit is not None and now - hit[1] < self.refresh_seconds:
             return hit[0]
         source = self.source_factory() if self.source_factory else None
