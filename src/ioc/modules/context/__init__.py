@@ -11,7 +11,7 @@ import logging
 
 from ioc.core.registry import MapLayer, ModuleContext
 
-from . import entity_maps, expiry, validation
+from . import entity_maps, expiry, identity, validation
 from .api import build_fallback_router, build_router
 from .contexts import DbContextSource
 from .devices import build_router as build_device_router
@@ -59,6 +59,7 @@ def setup(ctx: ModuleContext) -> None:
     notifier = Notifier(ctx.db, notify_settings, lambda: ctx.bus.running)
     ctx.registry.add_router(build_subscription_router(broker, notifier))
     ctx.registry.add_router(entity_maps.build_router(broker))
+    ctx.registry.add_router(identity.build_router(broker))
     ctx.registry.add_router(build_fallback_router())
     ctx.registry.add_job("context.entity_maps.sweep", 300, entity_maps.sweep)
     ctx.registry.add_job("context.expiry.sweep", settings.expiry_sweep_seconds, expiry.sweep_job(loader))
