@@ -675,3 +675,38 @@ def test_update_attributes_replaces_a_scope_and_adds_none(ngsi: Ngsi) -> None:
     assert "scope" not in ngsi.get("/entities/urn:ngsi-ld:Vehicle:2").json()
     assert ngsi.post("/entities/urn:ngsi-ld:Vehicle:2/attrs", json=fragment).status_code == 204
     assert ngsi.get("/entities/urn:ngsi-ld:Vehicle:2").json()["scope"] == "/CompanyA/OrganizationB/UnitC"
+
+
+def test_append_attributes_with_no_overwrite_adds_the_scope(ngsi: Ngsi) -> None:
+    """TP 010_07_01 (§4.18, §5.6.3): with options=noOverwrite the scope is added to the entity's
+    scopes, once; without it, it replaces them."""
+    eid = "urn:ngsi-ld:Vehicle:010-07"
+    assert create(ngsi, eid, typ="Building", scope="/Madrid/Gardens/ParqueNorte").status_code == 201
+    link = {"Link": hosted_link(ngsi)}
+    fragment = {"scope": "/CompanyA/OrganizationB/UnitC"}
+    r = ngsi.post(f"/entities/{eid}/attrs/", params={"options": "noOverwrite"}, json=fragment)
+    assert r.status_code == 204 and r.content == b""
+    both = ["/Madrid/Gardens/ParqueNorte", "/CompanyA/OrganizationB/UnitC"]
+    assert ngsi.get(f"/entities/{eid}", headers=link).json() == {"id": eid, "type": "Building", "scope": both}
+    again = {"scope": ["/CompanyA/OrganizationB/UnitC", "/Hue"]}
+    assert ngsi.post(f"/entities/{eid}/attrs", params={"options": "noOverwrite"}, json=again).status_code == 204
+    assert ngsi.get(f"/entities/{eid}").json()["scope"] == [*both, "/Hue"]
+    assert ngsi.post(f"/entities/{eid}/attrs", json=fragment).status_code == 204
+    assert ngsi.get(f"/entities/{eid}").json()["scope"] == "/CompanyA/OrganizationB/UnitC"
+
+
+def test_update_attributes_adds_the_types_it_names(ngsi: Ngsi) -> None:
+    """TPs 011_06_01, 011_06_02, 011_06_04 (§4.16, §5.6.2): a type in the fragment is added to the
+    entity's types (they only grow); one it has already is kept once."""
+    link = {"Link": hosted_link(ngsi)}
+    for tp, types, expected in (
+        ("011_06_01", "Vehicle", ["Building", "Vehicle"]),
+        ("011_06_02", ["Vehicle", "Car"], ["Building", "Vehicle", "Car"]),
+        ("011_06_04", ["Building", "Vehicle"], ["Building", "Vehicle"]),
+    ):
+        eid = f"urn:ngsi-ld:Building:{tp}"
+        assert ngsi.post("/entities/", json={"id": eid, "type": "Building"}, headers=link).status_code == 201
+        fragment = {"type": types, "@context": [CTX]}
+        r = ngsi.patch(f"/entities/{eid}/attrs/", json=fragment, headers={"Content-Type": LD})
+        assert r.status_code == 204 and r.content == b"", tp
+        assert ngsi.get(f"/entities/{eid}", headers=link).json() == {"id": eid, "type": expected}, tp

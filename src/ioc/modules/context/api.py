@@ -537,9 +537,10 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("The body must be a JSON object of attributes.")
         attrs = parse_attributes(body, ctx, merge=True)
         check_scope(body.get("scope"))
+        types = parse_types(body.get("type", body.get("@type")), ctx, required=False)
         with write_session(request, broker, tenant) as (session, cs):
             entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            result = service.update(cs, entity, attrs, scope=body.get("scope"))
+            result = service.update(cs, entity, attrs, scope=body.get("scope"), types=types)
         return _update_response(result)
 
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)

@@ -153,7 +153,8 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
     _add_types(cs, entity, inp.types)
     _set_expiry(cs, entity, inp.expires_at)
     if inp.scope is not None:
-        cs.set_scope(entity, inp.scope)
+        # §4.18: with noOverwrite the new scopes are added to the entity's own (010_07_01)
+        cs.set_scope(entity, _scopes_added(entity.scope, inp.scope) if no_overwrite else inp.scope)
     for name, per_ds in inp.attrs.items():
         for ds, doc in per_ds.items():
             if isinstance(doc, Delete):
@@ -166,7 +167,18 @@ def append(cs: ChangeSet, entity: StoredEntity, inp: EntityInput, *, no_overwrit
     return result
 
 
-def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn, *, scope: Any = None) -> UpdateResult:
+def _scopes_added(current: Any, new: Any) -> Any:
+    """The entity's scopes with the new ones added, in order and once each; one scope stays a string."""
+    listed = [*(current if isinstance(current, list) else [] if current is None else [current])]
+    for scope in new if isinstance(new, list) else [new]:
+        if scope not in listed:
+            listed.append(scope)
+    return listed[0] if len(listed) == 1 else listed
+
+
+def update(
+    cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn, *, scope: Any = None, types: list[str] | None = None
+) -> UpdateResult:
     """Update Entity Attributes (PATCH /entities/{id}/attrs, §5.6.2): existing attributes are
     replaced and missing ones appended (the suite's 011_01_03, 046_20/23–30; the §5.6.2 text of
     v1.9); an NGSI-LD Null for an attribute that is not there is reported as not updated. A
@@ -174,6 +186,7 @@ def update(cs: ChangeSet, entity: StoredEntity, attrs: AttrsIn, *, scope: Any = 
     (reported as not updated, 011_05_02: Append Attributes adds it)."""
     check_model(entity.types, attrs)
     result = UpdateResult()
+    _add_types(cs, entity, types or [])  # §4.16: an entity's types only grow (011_06)
     if scope is not None:
         if entity.scope is None:
             result.not_updated.append(("scope", "The entity has no scope to update (Append Attributes adds one)."))
