@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from ioc.core import audit
+from ioc.core import events as events_module
 from ioc.core.audit import AuditEntry
 from ioc.core.db import Database
 from ioc.core.events import (
@@ -542,6 +543,44 @@ def test_a_consumer_passes_over_events_of_other_topics(db: Database, bus: EventB
     bus.poll_once()
     assert calls == []
     assert cursor_of(db, "others").last_id == outbox(db)[-1].id  # past them, not stuck before them
+
+
+def test_consumers_of_one_round_read_each_payload_once(
+    db: Database, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two consumers of the same topic get the same events in order, but the round reads their
+    payloads once, over several batches too; a later round reads the new ones; past the round's
+    limit each consumer reads its own."""
+    read: list[int] = []
+    real = events_module._read_events
+
+    def counting(session: Session, stmt: Any, params: dict[str, Any]) -> list[Event]:
+        got = real(session, stmt, params)
+        read.extend(e.id for e in got)
+        return got
+
+    monkeypatch.setattr(events_module, "_read_events", counting)
+    first: list[Event] = []
+    second: list[Event] = []
+    bus.consume("first", "test.thing", lambda _s, ev: first.append(ev))
+    bus.consume("second", "test.*", lambda _s, ev: second.append(ev))
+    emit(db, THING, 1, 2, 3)
+    emit(db, OTHER, 4)
+    bus.consume_once()
+    assert [e.payload["n"] for e in first] == [1, 2, 3]
+    assert [e.payload["n"] for e in second] == [1, 2, 3, 4]
+    assert sorted(read) == sorted({e.id for e in second})  # each payload read once
+    read.clear()
+    bus.BATCH = 2  # several batches per consumer in one round
+    emit(db, THING, 5, 6, 7)
+    bus.consume_once()
+    assert [e.payload["n"] for e in first][3:] == [5, 6, 7] and [e.payload["n"] for e in second][4:] == [5, 6, 7]
+    assert len(read) == 3
+    monkeypatch.setattr(events_module, "ROUND_READS", 0)  # nothing kept: each consumer reads its own
+    read.clear()
+    emit(db, THING, 8)
+    bus.consume_once()
+    assert len(read) == 2 and first[-1].payload["n"] == second[-1].payload["n"] == 8
 
 
 def test_a_consumer_with_only_other_topics_past_it_is_moved_without_running(db: Database, bus: EventBus) -> None:

@@ -300,19 +300,30 @@ def events_after(session: Session, after_id: int, limit: int = 1000) -> list[Eve
     return _read_events(session, _AFTER, {"after": after_id, "limit": limit})
 
 
+#: Most events a consumer round keeps read for the round's next consumers (``matching_events_after``).
+ROUND_READS = 5_000
+
+
 def matching_events_after(
-    session: Session, after_id: int, patterns: Sequence[str], limit: int
+    session: Session, after_id: int, patterns: Sequence[str], limit: int, read: dict[int, Event] | None = None
 ) -> tuple[list[Event], int, int]:
     """The events matching ``patterns`` among the next ``limit`` outbox events after ``after_id``,
     how many were scanned, and the id of the last scanned (``after_id`` when none). Payloads are
-    read for the matching events only."""
+    read for the matching events only, and only once per round: ``read`` (a round's events by
+    id, up to ``ROUND_READS``) gives back what an earlier consumer of the round read, and keeps
+    what this one reads (outbox rows never change; payloads are shared read-only, see Event)."""
     heads = session.connection().execute(_HEADS, {"after": after_id, "limit": limit}).all()
     if not heads:
         return [], 0, after_id
     wanted = [event_id for event_id, topic in heads if matches(patterns, topic)]
-    events: list[Event] = []
-    for i in range(0, len(wanted), 500):
-        events.extend(_read_events(session, _BY_IDS, {"ids": wanted[i : i + 500]}))
+    known = read if read is not None else {}
+    missing = [event_id for event_id in wanted if event_id not in known]
+    fresh: dict[int, Event] = {}
+    for i in range(0, len(missing), 500):
+        fresh.update((e.id, e) for e in _read_events(session, _BY_IDS, {"ids": missing[i : i + 500]}))
+    if read is not None and len(read) < ROUND_READS:
+        read.update(fresh)
+    events = [e for e in (known.get(event_id) or fresh.get(event_id) for event_id in wanted) if e is not None]
     return events, len(heads), int(heads[-1][0])
 
 
@@ -667,10 +678,11 @@ class EventBus:
                 consumers = list(self._consumers.values())
             now = time.monotonic()
             ready = [c for c in consumers if c.retry_at <= now]
+            read: dict[int, Event] = {}  # the round's events, read once for all its consumers
             for consumer in self._with_work(ready):
                 if self._stop.is_set() and self._threads:
                     break
-                self._run_consumer(consumer)
+                self._run_consumer(consumer, read)
             if time.monotonic() - self._last_prune >= self.PRUNE_EVERY_SECONDS:
                 self.prune()
 
@@ -728,11 +740,11 @@ class EventBus:
     def _backoff(self, failures: int) -> float:
         return float(min(self.retry_base_seconds * 2.0 ** (min(failures, 30) - 1), self.max_backoff_seconds))
 
-    def _run_consumer(self, consumer: _Consumer) -> None:
+    def _run_consumer(self, consumer: _Consumer, read: dict[int, Event] | None = None) -> None:
         """Process ``consumer``'s backlog, one batch per transaction, until done or failing."""
         while True:
             try:
-                more = self._consume_batch(consumer)
+                more = self._consume_batch(consumer, read)
             except Exception as exc:  # the database itself failed: nothing of this batch was kept
                 self.stats.consumer_failures += 1
                 log.exception("durable consumer %s failed; will retry", consumer.name)
@@ -741,7 +753,7 @@ class EventBus:
             if not more or (self._stop.is_set() and self._threads):
                 return
 
-    def _consume_batch(self, consumer: _Consumer) -> bool:
+    def _consume_batch(self, consumer: _Consumer, read: dict[int, Event] | None = None) -> bool:
         """One transaction: lock the cursor, handle up to BATCH events; True if more may follow.
 
         The batch first runs without savepoints (a savepoint per event costs a flush and two
@@ -750,11 +762,13 @@ class EventBus:
         recorded as failed: the events before it stay done, as if each had had its savepoint from
         the start; they were handled twice, once undone (at least once)."""
         try:
-            return self._consume_events(consumer, None)
+            return self._consume_events(consumer, None, read)
         except _HandlerFailed as failed:
-            return self._consume_events(consumer, failed)
+            return self._consume_events(consumer, failed, read)
 
-    def _consume_events(self, consumer: _Consumer, failed_before: _HandlerFailed | None) -> bool:
+    def _consume_events(
+        self, consumer: _Consumer, failed_before: _HandlerFailed | None, read: dict[int, Event] | None = None
+    ) -> bool:
         with self.db.session() as s:
             cursor = self._lock_cursor(s, consumer)
             if cursor is None:
@@ -763,7 +777,7 @@ class EventBus:
             if cursor.retry_at is not None and cursor.retry_at > now:
                 consumer.retry_at = time.monotonic() + (cursor.retry_at - now).total_seconds()
                 return False
-            batch, scanned, last_scanned = matching_events_after(s, cursor.last_id, consumer.patterns, self.BATCH)
+            batch, scanned, last_scanned = matching_events_after(s, cursor.last_id, consumer.patterns, self.BATCH, read)
             failure: tuple[Event, BaseException] | None = None
             # set on the cursor once: a dirty cursor would be flushed before every handler's query
             done = last_scanned
