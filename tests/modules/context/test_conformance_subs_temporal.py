@@ -118,12 +118,13 @@ def test_collection_methods_paging_links_and_version_preference(ngsi: Ngsi) -> N
     tenant = {"NGSILD-Tenant": "paging"}
     for _ in range(3):
         create_sub(ngsi, sub("http://example.org/n"), headers=tenant)
-    r = ngsi.get("/subscriptions", params={"limit": 1, "offset": 1}, headers={**tenant, "Accept": LD})
-    assert len(r.json()) == 1
-    assert sorted(r.headers["Link"].replace(" ", "").split(",")) == [
-        '</ngsi-ld/v1/subscriptions?limit=1&offset=0>;rel="prev";type="application/ld+json"',
-        '</ngsi-ld/v1/subscriptions?limit=1&offset=2>;rel="next";type="application/ld+json"',
-    ]
+    for path in ("/subscriptions", "/subscriptions/"):  # the suite asks with the trailing slash
+        r = ngsi.get(path, params={"limit": 1, "offset": 1}, headers={**tenant, "Accept": LD})
+        assert len(r.json()) == 1
+        assert sorted(r.headers["Link"].replace(" ", "").split(",")) == [
+            '</ngsi-ld/v1/subscriptions?limit=1&offset=0>;rel="prev";type="application/ld+json"',
+            '</ngsi-ld/v1/subscriptions?limit=1&offset=2>;rel="next";type="application/ld+json"',
+        ], path
     last = ngsi.get("/subscriptions", params={"limit": 1, "offset": 2}, headers={**tenant, "Accept": LD})
     assert last.headers["Link"] == '</ngsi-ld/v1/subscriptions?limit=1&offset=1>;rel="prev";type="application/ld+json"'
     assert "Link" not in ngsi.get("/subscriptions", params={"limit": 15}, headers={**tenant, "Accept": LD}).headers

@@ -289,19 +289,21 @@ _NOT_REPEATED = frozenset({"offset", "entityMap", "entityMapLifetime"})
 def add_page_links(response: Response, request: Request, *, limit: int, offset: int, more: bool, media: str) -> None:
     """§5.5.9: the ``prev`` and ``next`` pages of a list in the Link header, beside the @context link.
 
-    Each link repeats the request's path and parameters (in name order) with the page's
-    ``offset``; ``prev`` is left out on the first page, ``next`` when nothing remains
-    (``more``), and both with ``limit=0``.
+    Each link repeats the request's path, without a trailing slash (``/subscriptions/`` pages
+    as ``/subscriptions``; 031_02), and parameters (in name order) with the page's ``offset``;
+    ``prev`` is left out on the first page, ``next`` when nothing remains (``more``), and both
+    with ``limit=0``.
     """
     if limit <= 0:
         return
     # entityMap asks for a new entity map: the next pages name the map in a header instead (§5.5.9.3)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_REPEATED]
+    path = request.url.path.rstrip("/")
 
     def link(page_offset: int, rel: str) -> str:
         items = sorted([*params, ("offset", str(page_offset))], key=lambda kv: kv[0])
         query = "&".join(f"{quote(k, safe='')}={quote(v, safe=_LINK_SAFE)}" for k, v in items)
-        return f'<{request.url.path}?{query}>;rel="{rel}";type="{media}"'
+        return f'<{path}?{query}>;rel="{rel}";type="{media}"'
 
     links = []
     if offset > 0:
