@@ -237,7 +237,8 @@ class ContextLoader:
         if spec is None or (isinstance(spec, str) and is_core_url(spec)):
             return self._core
         for item in spec if isinstance(spec, list) else (spec,):
-            if isinstance(item, str):  # a request naming a @context is a use of it (numberOfHits)
+            # a request naming a @context is a use of it (numberOfHits); the built-in core has no count
+            if isinstance(item, str) and not is_core_url(item):
                 self.count_hit(item)
         key = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         now = time.monotonic()
