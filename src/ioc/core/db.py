@@ -74,6 +74,13 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 SQLITE_MAX_CONNECTIONS = 96
 #: Connections a SQLite file's pool keeps open between uses (it opens them as needed).
 SQLITE_POOL_SIZE = 32
+#: Connections a PostgreSQL pool keeps open between uses, and how many more it may open under a
+#: burst. A connection returned above the first figure is closed: a pool smaller than the requests
+#: in flight (16 concurrent clients, the event bus, the scheduler) opened a new server process for
+#: most requests and closed it after, several milliseconds of both sides' CPU each. Per worker
+#: process; PostgreSQL's default ``max_connections`` is 100.
+PG_POOL_SIZE = 24
+PG_MAX_OVERFLOW = 16
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -219,6 +226,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args=connect_args, **_json_codec(kwargs))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", PG_POOL_SIZE)
+        kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
     return create_engine(url, pool_pre_ping=True, **_json_codec(kwargs))
 
 

@@ -6,9 +6,11 @@ import re
 import uuid
 
 import pytest
+from sqlalchemy import insert
 
-from ioc.core.db import Database
+from ioc.core.db import Database, utcnow
 from ioc.modules.context.errors import NgsiError
+from ioc.modules.context.models import NgsiTenant
 from ioc.modules.context.store import instance_id, load_entities, read_one
 
 from .conftest import Ngsi
@@ -57,3 +59,15 @@ def test_read_one_loads_what_load_entities_loads(ngsi: Ngsi, db: Database) -> No
     with pytest.raises(NgsiError) as err:
         read_one(db, "nosuchtenant", "urn:ngsi-ld:Vehicle:r1")
     assert err.value.type_name == "NonexistentTenant"
+
+
+def test_read_one_gives_its_connection_back_transactional(db: Database) -> None:
+    """On PostgreSQL ``read_one`` reads in autocommit (no BEGIN, no ROLLBACK): the connection goes
+    back to the pool as it came, so the next session's writes are still one transaction."""
+    db.engine.dispose()  # one pooled connection: the read's is the session's after it
+    assert read_one(db, "", "urn:ngsi-ld:Vehicle:none") is None
+    with db.sessions() as s:
+        s.execute(insert(NgsiTenant).values(name="rolledback", created_at=utcnow()))
+        s.rollback()
+    with db.sessions() as s:
+        assert s.get(NgsiTenant, "rolledback") is None

@@ -367,8 +367,14 @@ def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
     pooled driver connection (``_read_one``). For Retrieve Entity, where the Session's transaction
     bookkeeping costs more than the read itself (on SQLite). One SELECT reads one consistent
     snapshot. 404 NonexistentTenant as ``check_tenant`` when the entity is missing and so is its
-    tenant."""
+    tenant. On PostgreSQL the statements run in autocommit: without it the driver would open a
+    transaction first (``BEGIN``) and the pool end it (``ROLLBACK``), two more round trips for one
+    read."""
     conn = db.engine.raw_connection()
+    driver = conn.driver_connection
+    autocommit = db.dialect == "postgresql"
+    if autocommit:
+        driver.autocommit = True  # type: ignore[union-attr]
     try:
         entity = _read_one(conn.cursor(), db.engine.dialect, tenant, entity_id)
         if entity is None and tenant:
@@ -378,6 +384,8 @@ def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
             if cursor.fetchone() is None:
                 raise _nonexistent(tenant)
     finally:
+        if autocommit and not driver.closed:  # type: ignore[union-attr]
+            driver.autocommit = False  # type: ignore[union-attr]
         conn.close()
     return entity
 
