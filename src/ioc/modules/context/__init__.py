@@ -25,6 +25,7 @@ from .notify import Notifier, NotifySettings
 from .settings import NgsiLdSettings
 from .subscriptions import CONSUMER, Matcher, build_subscription_router, periodic_job, sweep_job
 from .temporal import build_temporal_router
+from .writes import EntityWrites
 
 log = logging.getLogger("ioc.context")
 
@@ -47,7 +48,7 @@ def setup(ctx: ModuleContext) -> None:
         refresh_seconds=settings.context_refresh_seconds,
         max_bytes=settings.context_max_bytes,
     )
-    broker = Broker(settings, loader)
+    broker = Broker(settings, loader, EntityWrites(ctx.db, loader.core))
     ctx.extra["ngsild_broker"] = broker
     # Routes are tried one after another: the entities' first (most requests), the catch-all last.
     entities = build_router(broker)

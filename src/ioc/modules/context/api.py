@@ -288,9 +288,12 @@ def build_router(broker: Broker) -> APIRouter:
         ctx = body_context(broker, request, body, ct)
         inp = parse_entity(body, ctx)
         assert inp.id is not None
-        with write_session(request, broker, tenant) as (session, cs):
-            existing = load_entities(session, tenant, [inp.id]).get(inp.id)
-            service.create(cs, existing, inp)
+        entity_id = inp.id
+
+        def create(session: Session, cs: ChangeSet) -> None:
+            service.create(cs, load_entities(session, tenant, [entity_id]).get(entity_id), inp)
+
+        broker.writes.run(tenant, create)
         headers = {"Location": f"{PREFIX}/entities/{quote(inp.id, safe=':')}"}
         if tenant:
             headers["NGSILD-Tenant"] = tenant
@@ -538,10 +541,12 @@ def build_router(broker: Broker) -> APIRouter:
         attrs = parse_attributes(body, ctx, merge=True)
         check_scope(body.get("scope"))
         types = parse_types(body.get("type", body.get("@type")), ctx, required=False)
-        with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            result = service.update(cs, entity, attrs, scope=body.get("scope"), types=types)
-        return _update_response(result)
+        gate, scope = _gate(request, ctx), body.get("scope")
+
+        def update(session: Session, cs: ChangeSet) -> service.UpdateResult:
+            return service.update(cs, _load_one(session, tenant, eid, gate), attrs, scope=scope, types=types)
+
+        return _update_response(broker.writes.run(tenant, update))
 
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
     @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)
@@ -555,10 +560,12 @@ def build_router(broker: Broker) -> APIRouter:
             raise bad_request("The body must be a JSON object of attributes.")
         inp = parse_entity({**body, "id": eid}, ctx, require_type=False)
         no_overwrite = "noOverwrite" in options_of(request)
-        with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            result = service.append(cs, entity, inp, no_overwrite=no_overwrite)
-        return _update_response(result)
+        gate = _gate(request, ctx)
+
+        def append(session: Session, cs: ChangeSet) -> service.UpdateResult:
+            return service.append(cs, _load_one(session, tenant, eid, gate), inp, no_overwrite=no_overwrite)
+
+        return _update_response(broker.writes.run(tenant, append))
 
     @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}")
     def partial_attr_update(
@@ -573,17 +580,24 @@ def build_router(broker: Broker) -> APIRouter:
         name = ctx.expand(attr_id)
         fragment = {k: v for k, v in body.items() if k != "@context"}
         doc = parse_attribute(name, fragment, ctx, partial=True, merge=True)
+        gate = _gate(request, ctx)
         if not isinstance(doc, dict):  # an NGSI-LD Null (§5.5.4): the instance is deleted
             dataset_id = fragment.get("datasetId")
-            with write_session(request, broker, tenant) as (session, cs):
-                entity = _load_one(session, tenant, eid, _gate(request, ctx))
-                ds = dataset_id if isinstance(dataset_id, str) and dataset_id != "@none" else None
+            ds = dataset_id if isinstance(dataset_id, str) and dataset_id != "@none" else None
+
+            def delete_instance(session: Session, cs: ChangeSet) -> None:
+                entity = _load_one(session, tenant, eid, gate)
                 service.delete_attribute(cs, entity, name, dataset_id=ds, delete_all=False)
+
+            broker.writes.run(tenant, delete_instance)
             return Response(status_code=204)
         if "type" not in fragment:
             doc.pop("type", None)
-        with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
+        fragment_doc = doc
+
+        def partial_update(session: Session, cs: ChangeSet) -> None:
+            doc = dict(fragment_doc)  # a change may run again on its own after its batch failed
+            entity = _load_one(session, tenant, eid, gate)
             ds = doc.get("datasetId", "")
             current = entity.attrs.get(name, {}).get(ds)
             if current is not None and "type" in doc and doc["type"] != current.doc.get("type"):
@@ -594,6 +608,8 @@ def build_router(broker: Broker) -> APIRouter:
                 if doc["type"] == "GeoProperty" and "value" in doc:
                     parse_attribute(name, {"type": "GeoProperty", "value": doc["value"]}, ctx)
             service.partial_update(cs, entity, name, doc)
+
+        broker.writes.run(tenant, partial_update)
         return Response(status_code=204)
 
     @router.put("/entities/{entity_id:path}/attrs/{attr_id:path}")
@@ -608,9 +624,12 @@ def build_router(broker: Broker) -> APIRouter:
         if isinstance(body, dict):
             body = {k: v for k, v in body.items() if k != "@context"}
         per_ds = parse_attributes({attr_id: body}, ctx)[name]
-        with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
-            service.replace_attribute(cs, entity, name, per_ds)
+        gate = _gate(request, ctx)
+
+        def replace(session: Session, cs: ChangeSet) -> None:
+            service.replace_attribute(cs, _load_one(session, tenant, eid, gate), name, per_ds)
+
+        broker.writes.run(tenant, replace)
         return Response(status_code=204)
 
     @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
@@ -618,8 +637,10 @@ def build_router(broker: Broker) -> APIRouter:
         check_params(request, P_DELETE_ATTR)
         require_write(broker, principal)
         tenant, eid, ctx, name, dataset_id, delete_all = attribute_deletion(request, broker, entity_id, attr_id)
-        with write_session(request, broker, tenant) as (session, cs):
-            entity = _load_one(session, tenant, eid, _gate(request, ctx))
+        gate = _gate(request, ctx)
+
+        def delete(session: Session, cs: ChangeSet) -> None:
+            entity = _load_one(session, tenant, eid, gate)
             if attr_id == "scope" and name not in entity.attrs:
                 # §5.6.5.4: "If the target Attribute is scope, remove the scope Attribute".
                 if entity.scope is None:
@@ -627,6 +648,8 @@ def build_router(broker: Broker) -> APIRouter:
                 cs.set_scope(entity, None)  # recorded as a deletion of the scope (§4.18)
             else:
                 service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
+
+        broker.writes.run(tenant, delete)
         return Response(status_code=204)
 
     @router.delete("/entities/{entity_id:path}/attrs", include_in_schema=False)
@@ -643,17 +666,24 @@ def build_router(broker: Broker) -> APIRouter:
         require_write(broker, principal)
         tenant = tenant_of(request)
         eid = _entity_id(entity_id)
-        ctx = query_context(broker, request)
-        with write_session(request, broker, tenant) as (session, cs):
-            cs.drop(_load_one(session, tenant, eid, _gate(request, ctx)))
+        gate = _gate(request, query_context(broker, request))
+
+        def delete(session: Session, cs: ChangeSet) -> None:
+            cs.drop(_load_one(session, tenant, eid, gate))
+
+        broker.writes.run(tenant, delete)
         return Response(status_code=204)
 
     @router.patch("/entities/{entity_id:path}")
     def merge_entity(entity_id: str, request: Request, principal: OptionalPrincipal, raw: Body) -> Response:
         tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         inp = _fragment(body, ctx, eid, merge=True)
-        with write_session(request, broker, tenant) as (session, cs):
-            service.merge(cs, _load_one(session, tenant, eid, _gate(request, ctx)), inp)
+        gate = _gate(request, ctx)
+
+        def merge(session: Session, cs: ChangeSet) -> None:
+            service.merge(cs, _load_one(session, tenant, eid, gate), inp)
+
+        broker.writes.run(tenant, merge)
         return Response(status_code=204)
 
     @router.put("/entities/{entity_id:path}")
@@ -662,8 +692,12 @@ def build_router(broker: Broker) -> APIRouter:
         inp = _fragment(body, ctx, eid, merge=False)
         if not inp.types:
             raise bad_request("A replacing entity needs a type.")
-        with write_session(request, broker, tenant) as (session, cs):
-            service.replace(cs, _load_one(session, tenant, eid, _gate(request, ctx)), inp)
+        gate = _gate(request, ctx)
+
+        def replace(session: Session, cs: ChangeSet) -> None:
+            service.replace(cs, _load_one(session, tenant, eid, gate), inp)
+
+        broker.writes.run(tenant, replace)
         return Response(status_code=204)
 
     # ------------------------------------------------------------------ discovery

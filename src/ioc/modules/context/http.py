@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
@@ -21,6 +21,9 @@ from .entity import STRICT_INPUT
 from .errors import NgsiError, bad_request, invalid_request
 from .ld import CORE_CONTEXT_URL, ActiveContext, ContextLoader, context_links, is_uri, link_header
 from .settings import NgsiLdSettings
+
+if TYPE_CHECKING:
+    from .writes import EntityWrites
 
 log = logging.getLogger("ioc.context")
 
@@ -110,6 +113,7 @@ class Broker:
 
     settings: NgsiLdSettings
     loader: ContextLoader
+    writes: EntityWrites  # single-entity writes, concurrent ones committed together
 
 
 def media_type(value: str | None) -> str:

@@ -24,11 +24,11 @@ from ioc.core.auth import Agency, Principal, Role
 from ioc.core.db import Database, utcnow
 from ioc.core.events import Topic, publish
 from ioc.core.geo import haversine_m
+from ioc.core.group_commit import GroupCommit
 from ioc.core.problems import Problem
 from ioc.core.text import fold
 
 from . import catalog, privacy
-from .batching import GroupCommit
 from .calendar import WorkingCalendar
 from .models import Report, Reporter, ReportPhoto, ReportUpdate
 from .schemas import (
@@ -75,7 +75,7 @@ class Runtime:
     secret: str
     calendar: WorkingCalendar = field(init=False)
     limiter: privacy.RateLimiter = field(init=False)
-    #: Citizens' submissions through the API, written by group commit (see :mod:`.batching`).
+    #: Citizens' submissions through the API, written by group commit (see :mod:`ioc.core.group_commit`).
     intake: GroupCommit[CheckedReport, CreatedReport] = field(init=False)
     last_escalation: float = 0.0
 

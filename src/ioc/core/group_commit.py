@@ -1,14 +1,18 @@
 """Group commit: writes submitted at the same time by many request threads share one transaction.
 
-Each citizen report is a handful of small rows (report, history, audit, event). Written one
-transaction per request, a burst of submissions pays a transaction, a commit, a hand-over of
-SQLite's single writer slot and a wake-up of the event bus per report. Here the first thread
-to arrive writes; those that arrive meanwhile queue, and the next writer takes them all in one
-transaction. Alone, a submission is written at once as before; under load the batches grow.
+A small write (a citizen report, an NGSI-LD attribute update) is a handful of rows: the record,
+its history, an audit row or an event. Written one transaction per request, a burst of them pays
+a transaction, a commit, a hand-over of the database's single writer slot (SQLite's write lock;
+on PostgreSQL the event bus's publish lock, held until COMMIT) and a wake-up of the event bus
+per request, and the request threads contend for the interpreter while one of them holds that
+slot. Here the first thread to arrive writes; those that arrive meanwhile queue, and the next
+writer takes them all in one transaction. Alone, an item is written at once as before; under
+load the batches grow.
 
-Each item is stored exactly as it would be alone, in arrival order, so a later report of a
-batch sees the earlier ones (duplicate suggestions). If a batch fails, it is rolled back and
-every item of it is written again on its own: only the item at fault fails.
+Each item is stored exactly as it would be alone, in arrival order, so a later item of a batch
+sees the earlier ones. If a batch fails, it is rolled back and every item of it is written again
+on its own: only the item at fault fails. A ``store`` function that gives an expected refusal
+back as its item's result (rather than raising) keeps the rest of the batch.
 """
 
 from __future__ import annotations
