@@ -13,6 +13,8 @@ the lean keep-alive client of ``bench/loadgen.py``, the rest with httpx):
   subscriptions, ...) take to handle every event written, and the server CPU with them: each
   phase starts with the previous one's reactions done, and its CPU figures say both;
 * ``GET /entities/{id}``, 16 concurrent clients: rate;
+* the PATCH and GET phases again against ``ioc serve --workers 2`` (one worker process per core,
+  as a deployment on this machine would run), CPU summed over the workers;
 * ``type`` + ``q`` + ``geoQ`` over N entities (100,000 by default; bulk-loaded through the
   store's bulk path, not HTTP), limit 100, p95 of 40 queries (after 5 unmeasured ones);
 * the floor: the same clients against the same stack (uvicorn, FastAPI, the thread pool) with
@@ -57,6 +59,8 @@ from ioc.modules.context.store import ChangeSet, flush
 BATCH = 1000
 ATTRS = 5
 CLIENTS = 16
+#: Worker processes of the second serving of the PATCH and GET phases: one per core of the bench machine.
+WORKERS = 2
 BASE = "/ngsi-ld/v1"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,7 +163,7 @@ def _free_port() -> int:
         return port
 
 
-def _serve(url: str, var_dir: str) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(url: str, var_dir: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -172,8 +176,9 @@ def _serve(url: str, var_dir: str) -> tuple[subprocess.Popen[bytes], str]:
         "IOC_JOBS__ENABLED": "false",
     }
     log = open(os.path.join(var_dir, "serve.log"), "wb")  # noqa: SIM115 - closed with the process
+    command = [str(ROOT / ".venv" / "bin" / "ioc"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(  # noqa: S603 - our own command line
-        [str(ROOT / ".venv" / "bin" / "ioc"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [*command, "--workers", str(workers)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -241,9 +246,14 @@ def _geo_queries(client: httpx.Client, rnd: random.Random, n: int = 40) -> list[
 
 
 def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) the process ``pid`` has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) the process ``pid`` and its children (the workers of
+    ``ioc serve --workers N``) have used so far (Linux)."""
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for p in [pid, *(int(c) for c in children.read_text().split())]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -326,6 +336,24 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
         with httpx.Client(base_url=base + BASE, timeout=300) as client:
             lat = _geo_queries(client, rnd)
         result["query_p95_ms"] = _pct(lat, 0.95)
+
+        # the same PATCH and GET with one worker process per core (``ioc serve --workers 2``)
+        _stop(proc)
+        proc, base = _serve(url, var_dir, workers=WORKERS)
+        asyncio.run(loadgen.run(base, 200, get, CLIENTS))  # each worker's connections and caches
+        cpu = _cpu_s(proc.pid)
+        failed.clear()
+        rate, lat = asyncio.run(loadgen.run(base, 3000, patch, CLIENTS, failed))
+        result[f"patch_16_clients_per_s_{WORKERS}_workers"] = round(rate)
+        result[f"patch_errors_{WORKERS}_workers"] = len(failed)
+        result[f"patch_p99_ms_{WORKERS}_workers"] = _pct(lat, 0.99)
+        result[f"patch_server_cpu_ms_{WORKERS}_workers"] = round((_cpu_s(proc.pid) - cpu) / 3000 * 1000, 2)
+        _caught_up(db)
+        cpu = _cpu_s(proc.pid)
+        rate, lat = asyncio.run(loadgen.run(base, 4000, get, CLIENTS))
+        result[f"get_by_id_per_s_{WORKERS}_workers"] = round(rate)
+        result[f"get_p99_ms_{WORKERS}_workers"] = _pct(lat, 0.99)
+        result[f"get_server_cpu_ms_{WORKERS}_workers"] = round((_cpu_s(proc.pid) - cpu) / 4000 * 1000, 2)
     finally:
         _stop(proc)
         db.engine.dispose()
