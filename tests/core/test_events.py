@@ -420,6 +420,37 @@ def test_commits_within_the_round_gap_share_one_round(db: Database) -> None:
     assert time.monotonic() - stopping < 0.8
 
 
+def test_a_long_round_is_followed_by_a_longer_pause(db: Database) -> None:
+    """Under a stream of commits the bus spends at most a fifth of the time in rounds: a round of
+    0.05 s is followed by a pause of 0.2 s however soon a commit wakes the bus, and the next round
+    handles what came meanwhile together."""
+    handled: dict[int, float] = {}
+    handler = record_handler(delay=0.05)
+
+    def timed(session: Session, ev: Event) -> None:
+        handler(session, ev)
+        handled[ev.payload["n"]] = time.monotonic()
+
+    bus = EventBus(db, poll_seconds=300, round_gap_seconds=0.0)
+    bus.consume("slow", "*", timed)
+    bus.start()
+    try:
+        assert bus.wait_listening(10)
+        time.sleep(0.6)  # the start's rounds are over
+        began = time.monotonic()
+        emit(db, THING, 1)
+        wait_for(lambda: 1 in handled, what="event 1")
+        runs = bus.stats.consumer_runs
+        for n in range(2, 5):  # each commit wakes the bus during its pause
+            emit(db, THING, n)
+        wait_for(lambda: len(handled) == 4, what="events 2-4")
+        pause = min(0.05 * (events_module.ROUND_SPACING - 1), events_module.MAX_ROUND_PAUSE_SECONDS)
+        assert handled[2] - began >= 0.05 + pause + 0.05  # event 1, the pause, then event 2
+        assert bus.stats.consumer_runs == runs + 1  # one batch for the three commits
+    finally:
+        bus.stop()
+
+
 # --------------------------------------------------------------------------- durable consumers
 
 
