@@ -8,11 +8,13 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import Integer, String, event, func, select, text
+from sqlalchemy import Integer, String, event, func, make_url, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ioc.core import db as db_module
 from ioc.core.auth import Agency
 from ioc.core.db import Database, SerialisedWriterConnection, _is_write, sqlite_write_lock, utcnow
 
@@ -84,6 +86,43 @@ def test_concurrent_sessions_reuse_pooled_connections(db: Database) -> None:
             first_round = len(opened)
     assert first_round >= 19  # the fixture may have left one in the pool
     assert len(opened) == first_round
+
+
+def _backend_pid(db: Database) -> int:
+    with db.session() as s:
+        return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    pings: list[object] = []
+    real_ping = db.engine.dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return real_ping(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counting_ping)
+    for _ in range(5):  # handed back a moment ago: used as it is
+        _backend_pid(db)
+    assert pings == []
+    monkeypatch.setattr(db_module, "PG_PING_AFTER_IDLE_S", 0.0)
+    _backend_pid(db)
+    assert len(pings) == 1
+
+
+def test_a_connection_that_died_in_the_pool_is_replaced(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ends a pooled connection (a restart, an administrator): the next request gets
+    another one instead of an error."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    db.engine.dispose()
+    dead = _backend_pid(db)
+    with psycopg.connect(make_url(db.url).set(drivername="postgresql").render_as_string(False), autocommit=True) as c:
+        assert c.execute("SELECT pg_terminate_backend(%s)", (dead,)).fetchone() == (True,)
+    monkeypatch.setattr(db_module, "PG_PING_AFTER_IDLE_S", 0.0)  # as after a second in the pool
+    assert _backend_pid(db) != dead
 
 
 # --------------------------------------------------------------------------- SQLite writers

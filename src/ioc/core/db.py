@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from fastapi import Depends, Request
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -81,6 +83,11 @@ SQLITE_POOL_SIZE = 32
 #: process; PostgreSQL's default ``max_connections`` is 100.
 PG_POOL_SIZE = 24
 PG_MAX_OVERFLOW = 16
+#: A pooled PostgreSQL connection that has been idle longer than this is pinged before it is
+#: handed out, and replaced if the server does not answer (after a restart of PostgreSQL, say);
+#: one given back more recently is handed out as it is. Pinging every checkout (SQLAlchemy's
+#: ``pool_pre_ping``) was a round trip per request, a fifth of a GET by id.
+PG_PING_AFTER_IDLE_S = 1.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -229,7 +236,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", PG_POOL_SIZE)
         kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
-    return create_engine(url, pool_pre_ping=True, **_json_codec(kwargs))
+    engine = create_engine(url, **_json_codec(kwargs))
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that sat in the pool: ping one idle for
+    more than ``PG_PING_AFTER_IDLE_S`` at checkout; one that fails is discarded and the pool
+    hands out another (``DisconnectionError``). A connection lost while in use fails its
+    statement, and SQLAlchemy then replaces every connection of the pool opened before."""
+
+    def idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) <= PG_PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"a pooled connection did not answer: {exc}") from exc
+
+    event.listen(engine, "connect", idle_from_now)
+    event.listen(engine, "checkin", idle_from_now)
+    event.listen(engine, "checkout", checkout)
 
 
 def _json_codec(kwargs: dict[str, Any]) -> dict[str, Any]:
