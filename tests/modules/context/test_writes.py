@@ -149,3 +149,32 @@ def test_concurrent_patches_over_http_all_land(ngsi: Ngsi, db: Database) -> None
     for n in range(1, 5):  # the value stored is the last one written
         current = ngsi.get(f"/entities/urn:ngsi-ld:Vehicle:{n}", params={"options": "keyValues"}).json()["speed"]
         assert current == _speeds(db, f"urn:ngsi-ld:Vehicle:{n}")[-1]
+
+
+def test_concurrent_first_writes_of_new_tenants_each_create_their_tenant(ngsi: Ngsi) -> None:
+    """Changes of several tenants in one batch: each is written under its own tenant, and a
+    tenant's first write creates it (§4.14), whichever change of the batch it is."""
+    errors: list[str] = []
+
+    def client(worker: int) -> None:
+        tenant = {"NGSILD-Tenant": f"ward{worker % 4}"}
+        r = ngsi.post("/entities", json=vehicle(100 + worker), headers=tenant)
+        if r.status_code != 201:
+            errors.append(r.text)
+        body = {"speed": {"type": "Property", "value": worker}}
+        r = ngsi.patch(f"/entities/urn:ngsi-ld:Vehicle:{100 + worker}/attrs", json=body, headers=tenant)
+        if r.status_code != 204:
+            errors.append(r.text)
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    for worker in range(12):
+        path = f"/entities/urn:ngsi-ld:Vehicle:{100 + worker}"
+        mine = ngsi.get(path, headers={"NGSILD-Tenant": f"ward{worker % 4}"}, params={"options": "keyValues"})
+        assert mine.status_code == 200 and mine.json()["speed"] == worker
+        assert ngsi.get(path, headers={"NGSILD-Tenant": f"ward{(worker + 1) % 4}"}).status_code == 404
+        assert ngsi.get(path).status_code == 404  # not in the default tenant
