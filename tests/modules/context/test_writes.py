@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -122,28 +122,37 @@ def test_a_change_that_fails_in_the_database_fails_alone(db: Database) -> None:
     assert _speeds(db, "urn:ngsi-ld:Vehicle:2") == [20, 21]
 
 
-def test_concurrent_patches_over_http_all_land(ngsi: Ngsi, db: Database) -> None:
-    for n in range(1, 5):
-        ngsi.create(vehicle(n))
+def _concurrently(client: Callable[[int], Iterator[tuple[Any, int]]], clients: int = 12) -> list[str]:
+    """Run ``client(0)`` .. ``client(clients - 1)`` on as many threads at once; each yields its
+    answers with the status it expects. The texts of the answers that had another status."""
     errors: list[str] = []
 
-    def client(worker: int) -> None:
-        for k in range(5):
-            n = 1 + (worker + k) % 4
-            body = {"speed": {"type": "Property", "value": 1000 + worker * 10 + k}}
-            r = ngsi.patch(f"/entities/urn:ngsi-ld:Vehicle:{n}/attrs", json=body)
-            if r.status_code != 204:
-                errors.append(r.text)
-        r = ngsi.patch("/entities/urn:ngsi-ld:Vehicle:404/attrs", json={"speed": {"type": "Property", "value": 1}})
-        if r.status_code != 404:
-            errors.append(r.text)
+    def run(worker: int) -> None:
+        for response, status in client(worker):
+            if response.status_code != status:
+                errors.append(response.text)
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(12)]
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    assert errors == []
+    return errors
+
+
+def test_concurrent_patches_over_http_all_land(ngsi: Ngsi, db: Database) -> None:
+    for n in range(1, 5):
+        ngsi.create(vehicle(n))
+
+    def client(worker: int) -> Iterator[tuple[Any, int]]:
+        for k in range(5):
+            n = 1 + (worker + k) % 4
+            body = {"speed": {"type": "Property", "value": 1000 + worker * 10 + k}}
+            yield ngsi.patch(f"/entities/urn:ngsi-ld:Vehicle:{n}/attrs", json=body), 204
+        missing = {"speed": {"type": "Property", "value": 1}}
+        yield ngsi.patch("/entities/urn:ngsi-ld:Vehicle:404/attrs", json=missing), 404
+
+    assert _concurrently(client) == []
     written = sorted(v for n in range(1, 5) for v in _speeds(db, f"urn:ngsi-ld:Vehicle:{n}")[1:])
     assert written == sorted(1000 + w * 10 + k for w in range(12) for k in range(5))
     for n in range(1, 5):  # the value stored is the last one written
@@ -154,24 +163,14 @@ def test_concurrent_patches_over_http_all_land(ngsi: Ngsi, db: Database) -> None
 def test_concurrent_first_writes_of_new_tenants_each_create_their_tenant(ngsi: Ngsi) -> None:
     """Changes of several tenants in one batch: each is written under its own tenant, and a
     tenant's first write creates it (§4.14), whichever change of the batch it is."""
-    errors: list[str] = []
 
-    def client(worker: int) -> None:
+    def client(worker: int) -> Iterator[tuple[Any, int]]:
         tenant = {"NGSILD-Tenant": f"ward{worker % 4}"}
-        r = ngsi.post("/entities", json=vehicle(100 + worker), headers=tenant)
-        if r.status_code != 201:
-            errors.append(r.text)
+        yield ngsi.post("/entities", json=vehicle(100 + worker), headers=tenant), 201
         body = {"speed": {"type": "Property", "value": worker}}
-        r = ngsi.patch(f"/entities/urn:ngsi-ld:Vehicle:{100 + worker}/attrs", json=body, headers=tenant)
-        if r.status_code != 204:
-            errors.append(r.text)
+        yield ngsi.patch(f"/entities/urn:ngsi-ld:Vehicle:{100 + worker}/attrs", json=body, headers=tenant), 204
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert _concurrently(client) == []
     for worker in range(12):
         path = f"/entities/urn:ngsi-ld:Vehicle:{100 + worker}"
         mine = ngsi.get(path, headers={"NGSILD-Tenant": f"ward{worker % 4}"}, params={"options": "keyValues"})
