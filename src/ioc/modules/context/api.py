@@ -29,7 +29,7 @@ from .entity import (
     parse_types,
 )
 from .errors import NgsiError, NgsiRoute, bad_request, invalid_request, not_found
-from .events import publish_changes
+from .events import write_changes
 from .http import (
     GEOJSON,
     JSON,
@@ -72,7 +72,7 @@ from .search import (
     type_details,
     type_names,
 )
-from .store import ChangeSet, StoredEntity, check_tenant, flush, load_entities
+from .store import ChangeSet, StoredEntity, check_tenant, load_entities
 
 # Query parameters each operation understands (§6.3.20: any other is 400 InvalidRequest).
 _LOCAL = frozenset({"local", "via"})
@@ -145,8 +145,7 @@ def write_session(request: Request, broker: Broker, tenant: str) -> Iterator[tup
     with _db(request).session() as session:
         cs = ChangeSet(tenant, utcnow())
         yield session, cs
-        flush(session, cs)
-        publish_changes(session, cs, broker.loader.core)
+        write_changes(session, cs, broker.loader.core)
 
 
 def attribute_deletion(

@@ -57,6 +57,12 @@ class UpsertRequest(BaseModel):
 UPSERT = Topic("context.upsert", UpsertRequest, "store NGSI-LD entities (from other modules)")
 
 
+def write_changes(session: Session, cs: ChangeSet, core: ActiveContext) -> None:
+    """Write a change set (``store.flush``) and publish its events, in the caller's transaction."""
+    flush(session, cs)
+    publish_changes(session, cs, core)
+
+
 def publish_changes(session: Session, cs: ChangeSet, core: ActiveContext) -> None:
     """One event per changed entity, in the caller's transaction."""
     opts = RenderOptions()
@@ -121,7 +127,6 @@ def upsert_handler(loader: ContextLoader) -> Any:
                 service.replace(cs, current, inp)
             else:
                 service.merge(cs, current, inp)
-        flush(session, cs)
-        publish_changes(session, cs, loader.core)
+        write_changes(session, cs, loader.core)
 
     return handle

@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from ioc.core.db import Database, utcnow
 
-from .events import publish_changes
+from .events import write_changes
 from .ld import ActiveContext, ContextLoader
 from .models import NgsiAttribute, NgsiEntity
-from .store import ChangeSet, flush, load_entities
+from .store import ChangeSet, load_entities
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def _sweep_batch(db: Database, core: ActiveContext, at: datetime) -> tuple[int, 
             for eid in sorted(gone[tenant]):
                 if eid in loaded:
                     cs.drop(loaded[eid])
-            flush(session, cs)
-            publish_changes(session, cs, core)
+            write_changes(session, cs, core)
         return len(entities) + len(attrs), BATCH in (len(entities), len(attrs))
 
 

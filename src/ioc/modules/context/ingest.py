@@ -42,9 +42,9 @@ from . import service
 from .devices_models import Device
 from .entity import EntityInput, format_datetime, parse_datetime, parse_entity
 from .errors import NgsiError
-from .events import publish_changes
+from .events import write_changes
 from .ld import ContextLoader
-from .store import ChangeSet, StoredEntity, flush, load_entities
+from .store import ChangeSet, StoredEntity, load_entities
 from .validation import schemas
 
 log = logging.getLogger("ioc.context.devices")
@@ -203,8 +203,7 @@ class Ingestor:
             service.create(cs, None, inp)
         else:
             service.merge(cs, current, inp)
-        flush(session, cs)
-        publish_changes(session, cs, self.loader.core)
+        write_changes(session, cs, self.loader.core)
 
     def write(self, session: Session, items: Sequence[tuple[Device, list[Reading]]]) -> list[Outcome]:
         """Write the readings of several devices in the session's transaction; one outcome per item.
@@ -256,8 +255,7 @@ class Ingestor:
                     entities[device.entity_id] = service.create(cs, None, base)
                 else:
                     service.merge(cs, current, inputs[i])
-            flush(session, cs)
-            publish_changes(session, cs, self.loader.core)
+            write_changes(session, cs, self.loader.core)
 
     def seen(self, session: Session, device: Device, now: datetime, *, observed: datetime | None = None) -> None:
         """Record that ``device`` reported; a device back from offline gets its alarm cleared."""

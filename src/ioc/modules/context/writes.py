@@ -21,9 +21,9 @@ from ioc.core.db import Database, utcnow
 from ioc.core.group_commit import GroupCommit
 
 from .errors import NgsiError
-from .events import publish_changes
+from .events import write_changes
 from .ld import ActiveContext
-from .store import ChangeSet, flush
+from .store import ChangeSet
 
 R = TypeVar("R")
 
@@ -64,7 +64,6 @@ class EntityWrites:
             except NgsiError as exc:  # raised before anything of this change was written
                 results.append(_Refused(exc))
                 continue
-            flush(session, cs)
-            publish_changes(session, cs, self.core)
+            write_changes(session, cs, self.core)
             results.append(result)
         return results
