@@ -991,6 +991,58 @@ def test_query_geo_and_values_in_the_window(ngsi: Ngsi, link: dict[str, str], cr
         assert matching(q=q) == expected, q
 
 
+def test_a_deleted_instance_is_recorded_in_the_evolution_but_is_no_value(ngsi: Ngsi) -> None:
+    """TP 5611_01_01 (§4.5.7, §5.5.4, §5.6.11.4): an upsert onto a temporal evolution unions the
+    types and adds an instance whose value is NGSI-LD Null, the record of a deletion; the
+    retrieval shows both instances. It is no value: the current state keeps the last value, the
+    aggregations leave it out, and given a value it counts as one."""
+    eid = f"{V}5611n"
+    assert ngsi.post(T, json={"id": eid, "type": "Vehicle", "speed": [p(1, "2026-01-01T00:00:00Z")]}).status_code == 201
+    second = {"id": eid, "type": ["Vehicle", "Truck"], "speed": [p(NULL, "2026-01-02T00:00:00Z")]}
+    r = ngsi.post(T, json=second)
+    assert r.status_code == 204, r.text
+    r = ngsi.get(f"{T}/{eid}", params={"timerel": "before", "timeAt": "2030-01-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body["type"]) == {"Vehicle", "Truck"}
+    assert [(i["value"], i["observedAt"]) for i in body["speed"]] == [
+        (1, "2026-01-01T00:00:00Z"),
+        (NULL, "2026-01-02T00:00:00Z"),
+    ]
+    current = ngsi.get(f"/entities/{eid}").json()
+    assert current["speed"]["value"] == 1 and NULL not in str(current)
+    aggr = {
+        "options": "aggregatedValues",
+        "aggrMethods": "totalCount,sum,max",
+        "aggrPeriodDuration": "P1Y",
+        "timerel": "after",
+    }
+    r = ngsi.get(f"{T}/{eid}", params={**aggr, "timeAt": "2025-01-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert {k: v[0][0] for k, v in r.json()["speed"].items() if k != "type"} == {"totalCount": 1, "sum": 1, "max": 1}
+
+    # a deletion is a first-level value member only: nothing else of the instance is Null
+    bad = {"id": eid, "type": "Vehicle", "speed": [{"type": "Property", "value": NULL, "observedAt": "2026"}]}
+    problem(ngsi.post(T, json=bad), 400, "BadRequestData")
+    # only deletions given for a new entity's attribute: recorded, no current value
+    other = f"{V}5611m"
+    assert (
+        ngsi.post(T, json={"id": other, "type": "Vehicle", "speed": [p(NULL, "2026-01-02T00:00:00Z")]}).status_code
+        == 201
+    )
+    assert "speed" not in ngsi.get(f"/entities/{other}").json()
+    got = ngsi.get(f"{T}/{other}").json()["speed"]
+    got = got if isinstance(got, list) else [got]
+    assert [i["value"] for i in got] == [NULL]
+
+    # the record given a value: an instance like the others
+    null_id = body["speed"][1]["instanceId"]
+    r = ngsi.patch(f"{T}/{eid}/attrs/speed/{null_id}", json={"value": 5, "observedAt": "2026-01-02T00:00:00Z"})
+    assert r.status_code == 204, r.text
+    r = ngsi.get(f"{T}/{eid}", params={**aggr, "timeAt": "2025-01-01T00:00:00Z"})
+    assert {k: v[0][0] for k, v in r.json()["speed"].items() if k != "type"} == {"totalCount": 2, "sum": 6, "max": 5}
+
+
 def test_null_is_not_a_temporal_attribute(ngsi: Ngsi) -> None:
     """TP 5611_01_02 (§5.2.1: ``urn:ngsi-ld:null`` as a first-level member is refused outside a merge
     or a partial update; nothing is stored)."""

@@ -294,22 +294,26 @@ def infer_kind(raw: dict[str, Any]) -> str:
     return "Property"
 
 
-def _null_member(key: str, value: Any) -> bool:
+#: The value members an NGSI-LD Null can stand in for (§5.5.4).
+NULLABLE_MEMBERS = ("value", "object", "languageMap", "vocab", "json")
+
+
+def null_member(key: str, value: Any) -> bool:
     """An NGSI-LD Null value member: ``urn:ngsi-ld:null``, or for a languageMap
     ``{"@none": "urn:ngsi-ld:null"}`` (the Null of a LanguageProperty, §4.5.18, §5.8.6)."""
     return value == NULL or (key == "languageMap" and value == {"@none": NULL})
 
 
-def _nulled(raw: dict[str, Any]) -> bool:
+def nulled(raw: dict[str, Any]) -> bool:
     """Whether an attribute fragment's own value member is an NGSI-LD Null (delete it, §5.5.4):
     ``value`` of a Property, ``object`` of a Relationship, ``vocab``, ``json``, ``languageMap``…"""
     if "type" not in raw:  # a partial update's fragment: whichever value member it carries
-        return any(_null_member(key, raw.get(key)) for key in ("value", "object", "languageMap", "vocab", "json"))
+        return any(null_member(key, raw.get(key)) for key in NULLABLE_MEMBERS)
     kind = raw["type"]
     if isinstance(kind, str) and kind.startswith(NGSI_LD):
         kind = kind[len(NGSI_LD) :]
     key = VALUE_KEY.get(kind) if isinstance(kind, str) else None
-    return key is not None and _null_member(key, raw.get(key))  # a GeoProperty too (056_03_03, 012_05_03)
+    return key is not None and null_member(key, raw.get(key))  # a GeoProperty too (056_03_03, 012_05_03)
 
 
 def parse_attribute(
@@ -331,7 +335,7 @@ def parse_attribute(
         return {"type": "Property", "value": raw}
     if _is_geojson(raw) and "value" not in raw:
         return {"type": "GeoProperty", "value": _geometry(raw, where)}
-    if merge and _nulled(raw):
+    if merge and nulled(raw):
         return DELETE
     kind = raw.get("type")
     if kind is None:

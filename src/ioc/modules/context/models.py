@@ -144,7 +144,7 @@ class NgsiAttributeHistory(Base):
     name: Mapped[str] = mapped_column(String(IRI))
     dataset_id: Mapped[str] = mapped_column(String(IRI), default="")
     instance_id: Mapped[str] = mapped_column(String(64))
-    op: Mapped[str] = mapped_column(String(8))  # create | update | delete
+    op: Mapped[str] = mapped_column(String(8))  # create | update | delete | null (a deleted-instance record)
     kind: Mapped[str | None] = mapped_column(String(24), nullable=True)
     value_num: Mapped[float | None] = mapped_column(Float, nullable=True)  # for aggregations
     doc: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)

@@ -28,10 +28,13 @@ from .batch import _ordering_from_body, _query_from_body
 from .entity import (
     ENTITY_MEMBERS,
     NULL,
+    NULLABLE_MEMBERS,
     SCOPE,
     STRICT_INPUT,
     EntityInput,
     check_name,
+    null_member,
+    nulled,
     parse_attribute,
     parse_datetime,
     parse_expiry,
@@ -68,6 +71,7 @@ from .search import EntityQuery, Ordering, compile_pattern, run_query, system_on
 from .service import new_entity
 from .store import ChangeSet, Instance, StoredEntity, check_tenant, instance_id, load_entities
 from .temporal_query import (
+    NULL_OP,
     Group,
     Page,
     TemporalQuery,
@@ -263,7 +267,8 @@ def respond_text(
 def parse_instances(body: dict[str, Any], ctx: ActiveContext) -> Instances:
     """The attributes of a temporal representation: each an instance or an array of instances;
     ``urn:ngsi-ld:null`` as a first-level member is refused (§5.2.1: only a merge deletes), an
-    ``expiresAt`` too (5611_01_02): it is a DateTime."""
+    ``expiresAt`` too (5611_01_02): it is a DateTime. An instance whose value member is NGSI-LD
+    Null is the record of a deletion (``_null_instance``)."""
     parse_expiry(body.get("expiresAt"))
     out: Instances = {}
     for key, raw in body.items():
@@ -278,10 +283,30 @@ def parse_instances(body: dict[str, Any], ctx: ActiveContext) -> Instances:
             raise bad_request(f"attribute {key!r}: an empty array has no instances.")
         per_ds = out.setdefault(name, {})
         for item in items:
-            doc = parse_attribute(name, item, ctx)
-            assert isinstance(doc, dict)  # without merge, never a deletion
+            doc = _null_instance(name, item, ctx) if isinstance(item, dict) and nulled(item) else None
+            if doc is None:
+                parsed = parse_attribute(name, item, ctx)
+                assert isinstance(parsed, dict)  # without merge, never a deletion
+                doc = parsed
             per_ds.setdefault(doc.get("datasetId", ""), []).append(doc)
     return out
+
+
+def _null_instance(name: str, item: dict[str, Any], ctx: ActiveContext) -> dict[str, Any]:
+    """An instance whose value member is NGSI-LD Null: the deleted-instance representation
+    (§4.5.7), legal in a temporal evolution (§5.5.4 excepts it; 5611_01_01). It is recorded as
+    an instance of the evolution, its value member kept as given (history op ``"null"``), but it
+    is no value: the current state never takes it and aggregations leave it out."""
+    key = next(k for k in NULLABLE_MEMBERS if null_member(k, item.get(k)))
+    doc = parse_attribute(name, {k: v for k, v in item.items() if k != key}, ctx, partial=True)
+    assert isinstance(doc, dict)
+    doc[key] = item[key]
+    return doc
+
+
+def _values(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The instances that hold a value (not the deleted-instance records)."""
+    return [d for d in docs if not nulled(d)]
 
 
 def _observed(doc: dict[str, Any]) -> datetime | None:
@@ -362,11 +387,13 @@ def add_instances(session: Session, cs: ChangeSet, entity: StoredEntity, instanc
             docs = _one_per_time(given_docs)
             _replace_same_times(session, cs, entity, name, ds, docs)
             had = ds in entity.attrs.get(name, {}) and entity.pk is not None
-            latest = _latest(docs)
-            if entity.pk is not None and _newer(latest, entity.attrs.get(name, {}).get(ds)):
+            values = _values(docs)
+            latest = _latest(values) if values else None
+            if latest is not None and entity.pk is not None and _newer(latest, entity.attrs.get(name, {}).get(ds)):
                 cs.put_attr(entity, name, ds, latest, keep_created=True)
             for i, doc in enumerate(docs):
-                rows.append(_history_row(cs, entity.id, name, ds, "update" if had or i else "create", doc))
+                op = "update" if had or i else "create"
+                rows.append(_history_row(cs, entity.id, name, ds, NULL_OP if nulled(doc) else op, doc))
             given.add((name, ds))
     # put_attr (and create) wrote one history row for the current state: the instances replace it
     cs.history = [h for h in cs.history if not (h["entity_id"] == entity.id and (h["name"], h["dataset_id"]) in given)]
@@ -556,8 +583,10 @@ def build_temporal_router(broker: Broker) -> APIRouter:
                 if not types:
                     raise bad_request("The entity has no type.")
                 latest: dict[str, dict[str, dict[str, Any] | Any]] = {
-                    name: {ds: _latest(docs) for ds, docs in per_ds.items()} for name, per_ds in instances.items()
+                    name: {ds: _latest(values) for ds, docs in per_ds.items() if (values := _values(docs))}
+                    for name, per_ds in instances.items()
                 }
+                latest = {name: per_ds for name, per_ds in latest.items() if per_ds}
                 scope = _latest(scopes)["value"] if scopes else body.get("scope")
                 entity = new_entity(EntityInput(eid, types, scope, latest), cs)
                 cs.create(entity)
@@ -625,7 +654,7 @@ def build_temporal_router(broker: Broker) -> APIRouter:
         with _db_session(request) as session:
             check_tenant(session, tenant)
             row = session.execute(
-                select(H.id, H.doc).where(*_instance_where(tenant, eid, name, instance_id))
+                select(H.id, H.doc, H.op).where(*_instance_where(tenant, eid, name, instance_id))
             ).one_or_none()
             if row is None:
                 raise not_found(f"No instance {instance_id} of {attr_id} in the history of {eid}.")
@@ -649,6 +678,8 @@ def build_temporal_router(broker: Broker) -> APIRouter:
                 .where(H.id == row.id)
                 .values(
                     doc=doc,
+                    # a deletion record given a value holds one from now on
+                    op=NULL_OP if nulled(doc) else "update" if row.op == NULL_OP else row.op,
                     kind=doc.get("type"),
                     value_num=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
                     observed_at=_observed(doc),

@@ -328,6 +328,11 @@ _SKIP_SCAN = text(
 )
 
 
+#: The history op of a deleted-instance record given in a temporal evolution (§4.5.7, value
+#: member NGSI-LD Null): an instance to show, but no value to aggregate.
+NULL_OP = "null"
+
+
 def _where(tenant: str, g: Group, tq: TemporalQuery) -> list[ColumnElement[bool]]:
     where = [H.tenant == tenant, H.entity_id == g.entity_id, H.name == g.name, *tq.conditions()]
     if g.where is not None:
@@ -454,7 +459,7 @@ def aggregate(session: Session, tenant: str, g: Group, tq: TemporalQuery, origin
     if period is not None and (period.months or origin is None):
         g.aggregates = _aggregate_python(_value_rows(session, tenant, g, tq), tq, period, origin)
         return
-    where = [*_where(tenant, g, tq), col.is_not(None)]
+    where = [*_where(tenant, g, tq), col.is_not(None), H.op != NULL_OP]
     if period is not None:
         assert origin is not None
         # integer division (``//``): SQLAlchemy renders ``/`` as true division
@@ -502,7 +507,7 @@ def _value_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery) -> l
     col = tq.column
     stmt = (
         select(H.dataset_id, col, H.value_num, H.doc)
-        .where(*_where(tenant, g, tq), col.is_not(None))
+        .where(*_where(tenant, g, tq), col.is_not(None), H.op != NULL_OP)
         .order_by(col, H.id)
     )
     out: list[tuple[str, datetime, Any]] = []
