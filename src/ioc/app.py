@@ -235,6 +235,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
         if settings.mqtt.url:
             publisher = MqttPublisher(settings.mqtt.url, client_id=f"ioc-bridge-{uuid.uuid4().hex[:8]}")
             bus.consume("mqtt-bridge", "*", bridge_handler(publisher, settings.mqtt.topic_prefix), start="latest")
+        await db.open_loop_reads()
         bus.start()
         if settings.jobs.enabled:
             scheduler.start()
@@ -250,6 +251,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             bus.stop()
             if publisher:
                 publisher.close()
+            await db.close_loop_reads()
             db.dispose()
 
     app = FastAPI(

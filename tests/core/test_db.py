@@ -3,6 +3,7 @@ and SQLite writers of one process queueing on a lock rather than in SQLite's bus
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ioc.core import db as db_module
 from ioc.core.auth import Agency
-from ioc.core.db import Database, SerialisedWriterConnection, _is_write, sqlite_write_lock, utcnow
+from ioc.core.db import Database, LoopReads, SerialisedWriterConnection, _is_write, sqlite_write_lock, utcnow
 
 
 def test_times_come_back_aware_in_utc(db: Database) -> None:
@@ -119,10 +120,45 @@ def test_a_connection_that_died_in_the_pool_is_replaced(db: Database, monkeypatc
         pytest.skip("PostgreSQL only")
     db.engine.dispose()
     dead = _backend_pid(db)
-    with psycopg.connect(make_url(db.url).set(drivername="postgresql").render_as_string(False), autocommit=True) as c:
+    with psycopg.connect(_driver_url(db), autocommit=True) as c:
         assert c.execute("SELECT pg_terminate_backend(%s)", (dead,)).fetchone() == (True,)
     monkeypatch.setattr(db_module, "PG_PING_AFTER_IDLE_S", 0.0)  # as after a second in the pool
     assert _backend_pid(db) != dead
+
+
+def test_reads_on_the_loop_decode_json_and_replace_a_connection_the_server_ended(db: Database) -> None:
+    """PostgreSQL's reads on the event loop (``LoopReads``, open while serving): rows as the
+    engine gives them (JSON documents decoded), and a pooled connection that PostgreSQL ended
+    meanwhile (a restart) is replaced and the read run again, without an error. On SQLite there
+    are none (reads by key run on the loop as they are)."""
+
+    async def scenario() -> None:
+        await db.open_loop_reads()
+        if db.dialect != "postgresql":
+            assert db.loop_reads is None
+            return
+        assert db.loop_reads is not None
+        rows = await db.loop_reads.fetch_all("SELECT %s::jsonb", ('{"a": [1.5, "x"]}',))
+        assert rows == [({"a": [1.5, "x"]},)]
+        await db.close_loop_reads()
+        assert db.loop_reads is None
+
+        reads = LoopReads(db.url, max_size=1)  # one connection: the ended one is the one handed out next
+        await reads.open()
+        try:
+            first = (await reads.fetch_all("SELECT pg_backend_pid()", None))[0][0]
+            with psycopg.connect(_driver_url(db), autocommit=True) as c:
+                assert c.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone() == (True,)
+            second = (await reads.fetch_all("SELECT pg_backend_pid()", None))[0][0]
+            assert second != first
+        finally:
+            await reads.close()
+
+    asyncio.run(scenario())
+
+
+def _driver_url(db: Database) -> str:
+    return make_url(db.url).set(drivername="postgresql").render_as_string(False)
 
 
 # --------------------------------------------------------------------------- SQLite writers

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
@@ -25,6 +25,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from ioc.core import jsoncodec
+
+if TYPE_CHECKING:
+    import psycopg
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -88,6 +91,9 @@ PG_MAX_OVERFLOW = 16
 #: one given back more recently is handed out as it is. Pinging every checkout (SQLAlchemy's
 #: ``pool_pre_ping``) was a round trip per request, a fifth of a GET by id.
 PG_PING_AFTER_IDLE_S = 1.0
+#: Connections of a worker process's reads on the event loop (PostgreSQL, :class:`LoopReads`): a
+#: read by key is one round trip, and more of them in flight would only queue for the loop.
+PG_LOOP_READ_CONNECTIONS = 8
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -268,13 +274,79 @@ def _json_codec(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"json_serializer": jsoncodec.dumps, "json_deserializer": jsoncodec.loads, **kwargs}
 
 
+class LoopReads:
+    """Short reads on a server's event loop, for PostgreSQL: psycopg's async connections in
+    autocommit (one statement, no ``BEGIN``/``ROLLBACK`` around it), pooled by ``psycopg_pool``
+    and open while the server serves (its lifespan, :meth:`Database.open_loop_reads`).
+
+    A read by key costs less than handing it to a worker thread and the answer back: the two
+    threads' turns at the interpreter lock. On a SQLite file such a read runs on the loop as it
+    is (the file answers without waiting); on PostgreSQL the loop serves other requests while the
+    server answers. Rows come back as the engine's connections give them (JSON decoded by
+    ``ioc.core.jsoncodec``). A connection the server closed while it sat in the pool (PostgreSQL
+    restarted, say) fails its first statement and is dropped; the read then runs once more on
+    another connection, as the engine's pool replaces such a connection (``_ping_when_idle``)."""
+
+    def __init__(self, url: str, *, max_size: int = PG_LOOP_READ_CONNECTIONS) -> None:
+        from psycopg_pool import AsyncConnectionPool  # the driver only where PostgreSQL serves
+
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            name="ioc-loop-reads",
+        )
+
+    @staticmethod
+    async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        from psycopg.types.json import set_json_loads
+
+        set_json_loads(jsoncodec.loads, conn)
+
+    async def open(self) -> None:
+        await self.pool.open()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def fetch_all(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """The rows of one statement (driver SQL and parameters)."""
+        for attempt in (1, 2):
+            async with self.pool.connection() as conn:
+                try:
+                    cursor = await conn.execute(sql, params)
+                    return await cursor.fetchall()
+                except conn.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+        raise AssertionError("unreachable")
+
+
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factory; on PostgreSQL, while serving, its :class:`LoopReads`."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.loop_reads: LoopReads | None = None
+
+    async def open_loop_reads(self) -> None:
+        """Open the reads on the running event loop (PostgreSQL; nothing on SQLite), for the
+        loop's lifetime: a server's lifespan opens them and :meth:`close_loop_reads` closes them."""
+        if self.dialect == "postgresql" and self.loop_reads is None:
+            reads = LoopReads(self.url)
+            await reads.open()
+            self.loop_reads = reads
+
+    async def close_loop_reads(self) -> None:
+        reads, self.loop_reads = self.loop_reads, None
+        if reads is not None:
+            await reads.close()
 
     @property
     def dialect(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 from fastapi import Request, Response
 
 from ioc.core.db import Database
-from ioc.modules.context.http import read_by_key
+from ioc.modules.context.http import read_by_key, writes_on_loop
 
 
 def _request(db: Database, headers: dict[str, str], query: str = "") -> Request:
@@ -54,3 +54,21 @@ def test_a_by_key_read_runs_on_the_loop_only_where_nothing_can_wait(
     response, loop_thread = asyncio.run(call())
     assert response.status_code == 203  # the read's own answer, its arguments passed through
     assert (ran_on == [loop_thread]) is (on_loop_if_sqlite and db.dialect == "sqlite")
+
+
+@pytest.mark.parametrize(
+    ("headers", "on_loop"),
+    [
+        ({"Content-Type": "application/json"}, True),
+        ({}, True),
+        ({"Content-Type": "application/ld+json"}, False),
+        ({"Content-Type": "Application/LD+JSON; charset=utf-8"}, False),
+        ({"Link": '<http://example.org/ctx.jsonld>; rel="http://www.w3.org/ns/json-ld#context"'}, False),
+    ],
+)
+def test_a_write_is_parsed_on_the_loop_only_where_no_context_can_be_fetched(
+    db: Database, headers: dict[str, str], on_loop: bool
+) -> None:
+    """Update Attributes parses on the event loop when its @context is the core one: a Link
+    header or a JSON-LD body's @context may name a context to fetch, which would hold the loop."""
+    assert writes_on_loop(_request(db, headers)) is on_loop

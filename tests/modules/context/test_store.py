@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import insert
 
 from ioc.core.db import Database, utcnow
 from ioc.modules.context.errors import NgsiError
 from ioc.modules.context.models import NgsiTenant
-from ioc.modules.context.store import instance_id, load_entities, read_one
+from ioc.modules.context.store import StoredEntity, instance_id, load_entities, read_one, read_one_on_loop
 
-from .conftest import Ngsi
+from .conftest import CORE, Ngsi, link_to
 
 
 def test_instance_ids_are_version_4_uuid_urns_and_unique() -> None:
@@ -26,9 +28,9 @@ def test_instance_ids_are_version_4_uuid_urns_and_unique() -> None:
         assert str(parsed) == i.removeprefix("urn:ngsi-ld:")
 
 
-def test_read_one_loads_what_load_entities_loads(ngsi: Ngsi, db: Database) -> None:
-    """``read_one`` (Retrieve Entity on SQLite, no Session) is ``load_entities`` for one id: the same
-    StoredEntity, types, scope, times and every instance, datasetIds included."""
+def _create_two(ngsi: Ngsi) -> None:
+    """An entity of two types, scopes, several instances of one attribute (datasetIds), and a
+    bare one under tenant ``t1``."""
     ngsi.create(
         {
             "id": "urn:ngsi-ld:Vehicle:r1",
@@ -43,6 +45,12 @@ def test_read_one_loads_what_load_entities_loads(ngsi: Ngsi, db: Database) -> No
         }
     )
     ngsi.create({"id": "urn:ngsi-ld:Vehicle:bare", "type": "Vehicle"}, headers={"NGSILD-Tenant": "t1"})
+
+
+def test_read_one_loads_what_load_entities_loads(ngsi: Ngsi, db: Database) -> None:
+    """``read_one`` (Retrieve Entity, no Session) is ``load_entities`` for one id: the same
+    StoredEntity, types, scope, times and every instance, datasetIds included."""
+    _create_two(ngsi)
     with db.session() as session:
         expected = load_entities(session, "", ["urn:ngsi-ld:Vehicle:r1"])["urn:ngsi-ld:Vehicle:r1"]
         bare = load_entities(session, "t1", ["urn:ngsi-ld:Vehicle:bare"])["urn:ngsi-ld:Vehicle:bare"]
@@ -59,6 +67,65 @@ def test_read_one_loads_what_load_entities_loads(ngsi: Ngsi, db: Database) -> No
     with pytest.raises(NgsiError) as err:
         read_one(db, "nosuchtenant", "urn:ngsi-ld:Vehicle:r1")
     assert err.value.type_name == "NonexistentTenant"
+
+
+def test_read_one_on_loop_reads_what_read_one_reads(ngsi: Ngsi, db: Database) -> None:
+    """On PostgreSQL Retrieve Entity awaits its read on the event loop (``read_one_on_loop``): the
+    same entities as ``read_one``, the same None for a missing one, the same refusal of a
+    missing tenant."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: on SQLite reads by key run on the loop as they are")
+    _create_two(ngsi)
+    cases = [("", "urn:ngsi-ld:Vehicle:r1"), ("t1", "urn:ngsi-ld:Vehicle:bare"), ("", "urn:ngsi-ld:Vehicle:none")]
+
+    async def on_loop() -> list[StoredEntity | None]:
+        await db.open_loop_reads()
+        assert db.loop_reads is not None
+        try:
+            got = [await read_one_on_loop(db.loop_reads, db.engine.dialect, t, i) for t, i in cases]
+            with pytest.raises(NgsiError) as err:
+                await read_one_on_loop(db.loop_reads, db.engine.dialect, "nosuchtenant", "urn:ngsi-ld:Vehicle:r1")
+            assert err.value.type_name == "NonexistentTenant"
+            return got
+        finally:
+            await db.close_loop_reads()
+
+    got = asyncio.run(on_loop())
+    assert got == [read_one(db, t, i) for t, i in cases]
+    assert got[0] is not None and len(got[0].attrs) == 3 and got[2] is None
+
+
+def test_retrieve_entity_on_postgresql_awaits_its_read_on_the_loop(ngsi: Ngsi, app: FastAPI) -> None:
+    """A plain Retrieve Entity on PostgreSQL reads through the server's ``LoopReads``; one with a
+    ``Link`` header (a context that may have to be fetched) in the thread pool. Both answer the
+    same, and so do the refusals the loop's read leaves to the thread pool's path."""
+    db: Database = app.state.db
+    if db.dialect != "postgresql":
+        assert db.loop_reads is None
+        pytest.skip("PostgreSQL only")
+    assert db.loop_reads is not None
+    _create_two(ngsi)
+
+    def loop_reads_so_far() -> int:
+        assert db.loop_reads is not None
+        return int(db.loop_reads.pool.get_stats().get("requests_num", 0))
+
+    before = loop_reads_so_far()
+    on_loop = ngsi.get("/entities/urn:ngsi-ld:Vehicle:r1")
+    assert on_loop.status_code == 200, on_loop.text
+    assert loop_reads_so_far() == before + 1
+    in_pool = ngsi.get("/entities/urn:ngsi-ld:Vehicle:r1", headers={"Link": link_to(CORE)})
+    assert in_pool.status_code == 200 and loop_reads_so_far() == before + 1
+    assert on_loop.json() == in_pool.json() and on_loop.json()["brand"] == {
+        "type": "Property",
+        "value": "Vin",
+        "unitCode": "X",
+    }
+    assert ngsi.get("/entities/urn:ngsi-ld:Vehicle:none").json()["type"].endswith("ResourceNotFound")
+    missing = ngsi.get("/entities/urn:ngsi-ld:Vehicle:r1", headers={"NGSILD-Tenant": "nosuchtenant"})
+    assert missing.status_code == 404 and missing.json()["type"].endswith("NonexistentTenant")
+    assert ngsi.get("/entities/not a uri").status_code == 400
+    assert ngsi.get("/entities/urn:ngsi-ld:Vehicle:r1?bogus=1").status_code == 400
 
 
 def test_read_one_gives_its_connection_back_transactional(db: Database) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from .http import (
     csv_param,
     dataset_ids,
     int_param,
+    loop_reads,
     ngsi_principal,
     options_of,
     prefers_json_body,
@@ -54,6 +56,7 @@ from .http import (
     require_write,
     respond,
     tenant_of,
+    writes_on_loop,
 )
 from .ld import CORE_CONTEXT_URL, ActiveContext, core_document, is_core_url, is_uri
 from .query import TypeExpr, has_links, parse_geoq, parse_q, parse_type_expr
@@ -73,6 +76,7 @@ from .search import (
     type_names,
 )
 from .store import ChangeSet, StoredEntity, check_tenant, load_entities
+from .writes import Change
 
 # Query parameters each operation understands (§6.3.20: any other is 400 InvalidRequest).
 _LOCAL = frozenset({"local", "via"})
@@ -121,6 +125,12 @@ P_PURGE = _LOCAL | frozenset(
     | {"keep", "drop", "expandValues"}
 )
 P_NONE: frozenset[str] = frozenset()
+
+
+class Unread(enum.Enum):
+    """An entity not read yet (``_retrieve_entity``'s ``found``)."""
+
+    UNREAD = "unread"
 
 
 #: The path parameter of Retrieve Entity, which its handler reads itself, as OpenAPI describes it.
@@ -461,9 +471,25 @@ def build_router(broker: Broker) -> APIRouter:
         # validation and dependency solving cost more than both on the most frequent read
         principal = await ngsi_principal(request)
         entity_id: str = request.path_params["entity_id"]
+        reads = loop_reads(request)
+        if reads is not None:  # PostgreSQL: the read awaited on the loop, the rest done there too
+            try:
+                found = await store.read_one_on_loop(
+                    reads, _db(request).engine.dialect, tenant_of(request), _entity_id(entity_id)
+                )
+            except NgsiError:
+                pass  # a refused id or tenant: answered by the path below, after the request's own checks
+            else:
+                return _retrieve_entity(entity_id, request, principal, found)
         return await read_by_key(request, _retrieve_entity, entity_id, request, principal)
 
-    def _retrieve_entity(entity_id: str, request: Request, principal: Principal | None) -> Response:
+    def _retrieve_entity(
+        entity_id: str,
+        request: Request,
+        principal: Principal | None,
+        found: StoredEntity | Unread | None = Unread.UNREAD,
+    ) -> Response:
+        """Retrieve Entity; ``found`` is the entity already read on the loop (or None: no such entity)."""
         check_params(request, P_RETRIEVE)
         media = accept(request, geo=True)
         tenant = tenant_of(request)
@@ -488,7 +514,7 @@ def build_router(broker: Broker) -> APIRouter:
         emap = None
         if join is None and not asked.any:
             # the most frequent retrieve, one SELECT: no Session needed (store.read_one)
-            entity = _existing(store.read_one(db, tenant, eid), eid, gate)
+            entity = _existing(store.read_one(db, tenant, eid) if found is Unread.UNREAD else found, eid, gate)
             admit(entity)
             items = [(entity, render_entity(entity, ctx, opts))]
         else:
@@ -531,9 +557,20 @@ def build_router(broker: Broker) -> APIRouter:
         # the most frequent write: its parameters are read here, as Retrieve Entity's are
         principal = await ngsi_principal(request)
         raw = await request.body()
-        return await run_in_threadpool(_update_attrs, request.path_params["entity_id"], request, principal, raw)
+        entity_id: str = request.path_params["entity_id"]
+        if writes_on_loop(request):  # checked and parsed here, written by the group's writer thread
+            tenant, update = _update_attrs(entity_id, request, principal, raw)
+            return _update_response(await broker.writes.run_async(tenant, update))
+        return await run_in_threadpool(_update_attrs_in_thread, entity_id, request, principal, raw)
 
-    def _update_attrs(entity_id: str, request: Request, principal: Principal | None, raw: bytes) -> Response:
+    def _update_attrs_in_thread(entity_id: str, request: Request, principal: Principal | None, raw: bytes) -> Response:
+        tenant, update = _update_attrs(entity_id, request, principal, raw)
+        return _update_response(broker.writes.run(tenant, update))
+
+    def _update_attrs(
+        entity_id: str, request: Request, principal: Principal | None, raw: bytes
+    ) -> tuple[str, Change[service.UpdateResult]]:
+        """Update Attributes checked and parsed: the tenant and the change to write."""
         tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object of attributes.")
@@ -545,7 +582,7 @@ def build_router(broker: Broker) -> APIRouter:
         def update(session: Session, cs: ChangeSet) -> service.UpdateResult:
             return service.update(cs, _load_one(session, tenant, eid, gate), attrs, scope=scope, types=types)
 
-        return _update_response(broker.writes.run(tenant, update))
+        return tenant, update
 
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
     @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)

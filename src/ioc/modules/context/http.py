@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ioc.core.auth import SESSION_STAMP, SESSION_STARTED, SESSION_USER, Principal, optional_principal
-from ioc.core.db import get_database
+from ioc.core.db import LoopReads, get_database
 from ioc.core.jsoncodec import dumps_bytes, loads
 
 from .entity import STRICT_INPUT
@@ -49,26 +49,42 @@ _P = ParamSpec("_P")
 
 async def read_by_key(request: Request, read: Callable[_P, Response], *args: _P.args, **kwargs: _P.kwargs) -> Response:
     """Answer a read of one resource by its key (``read(*args, **kwargs)``), on the event loop when
-    nothing in it can wait, in the thread pool otherwise.
-
-    Nothing waits when the database is a SQLite file (a by-key read is a few hundred
-    microseconds of CPU; readers never wait for writers in WAL mode), the request's @context is
-    the built-in core one (no ``Link`` header: no context to fetch) and no Linked Entity is
-    joined (no chain of reads), and no entity map is asked for (which
-    would be a write). Then handing the read to a worker thread, and the answer back,
-    costs more than the read itself: the two threads' turns at the interpreter lock, about a
-    fifth of a GET's CPU under concurrent clients.
+    nothing in it can wait (``reads_on_loop``) and the database is a SQLite file (a by-key read is
+    a few hundred microseconds of CPU; readers never wait for writers in WAL mode), in the thread
+    pool otherwise. Handing the read to a worker thread, and the answer back, costs more than the
+    read itself: the two threads' turns at the interpreter lock, about a fifth of a GET's CPU
+    under concurrent clients. On PostgreSQL a route awaits its read on the loop instead
+    (``loop_reads``).
     """
-    inline = (
-        get_database(request).dialect == "sqlite"
-        and "link" not in request.headers
+    if reads_on_loop(request) and get_database(request).dialect == "sqlite":
+        return read(*args, **kwargs)
+    return await run_in_threadpool(read, *args, **kwargs)
+
+
+def reads_on_loop(request: Request) -> bool:
+    """Whether nothing of a read by key can wait but the database: the request's @context is the
+    built-in core one (no ``Link`` header: no context to fetch), no Linked Entity is joined (no
+    chain of reads) and no entity map is asked for (which would be a write)."""
+    return (
+        "link" not in request.headers
         and "join" not in request.query_params
         and "entityMap" not in request.query_params  # an entity map is written (§5.14)
         and "ngsild-entitymap" not in request.headers
     )
-    if inline:
-        return read(*args, **kwargs)
-    return await run_in_threadpool(read, *args, **kwargs)
+
+
+def writes_on_loop(request: Request) -> bool:
+    """Whether a write's checks and parsing may run on the event loop (nothing in them can wait):
+    its @context is the built-in core one, no ``Link`` header naming another, and its body is
+    plain JSON (a JSON-LD body's @context may name contexts to fetch)."""
+    return "link" not in request.headers and not request.headers.get("content-type", "").lower().startswith(JSONLD)
+
+
+def loop_reads(request: Request) -> LoopReads | None:
+    """The server's reads on the event loop (PostgreSQL, while serving) when the request's read
+    by key may be awaited there (``reads_on_loop``); None otherwise."""
+    reads = get_database(request).loop_reads
+    return reads if reads is not None and reads_on_loop(request) else None
 
 
 def _has_credentials(request: Request) -> bool:

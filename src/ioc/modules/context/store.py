@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ioc.core.db import Database, UTCDateTime
+from ioc.core.db import Database, LoopReads, UTCDateTime
 from ioc.core.geo import GeometryError, geojson_bbox
 
 from .entity import SCOPE, format_datetime, parse_datetime
@@ -364,25 +364,22 @@ _TENANT = select(NgsiTenant.name).where(NgsiTenant.name == bindparam("tenant"))
 
 def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
     """One entity with all its attributes, as ``load_entities`` loads it, without a Session: on a
-    pooled driver connection (``_read_one``). For Retrieve Entity, where the Session's transaction
+    pooled driver connection (``_ONE``). For Retrieve Entity, where the Session's transaction
     bookkeeping costs more than the read itself (on SQLite). One SELECT reads one consistent
     snapshot. 404 NonexistentTenant as ``check_tenant`` when the entity is missing and so is its
     tenant. On PostgreSQL the statements run in autocommit: without it the driver would open a
     transaction first (``BEGIN``) and the pool end it (``ROLLBACK``), two more round trips for one
-    read."""
+    read. :func:`read_one_on_loop` is the same read on the event loop."""
     conn = db.engine.raw_connection()
     driver = conn.driver_connection
     autocommit = db.dialect == "postgresql"
     if autocommit:
         driver.autocommit = True  # type: ignore[union-attr]
+    dialect = db.engine.dialect
     try:
-        entity = _read_one(conn.cursor(), db.engine.dialect, tenant, entity_id)
-        if entity is None and tenant:
-            tenant_sql, tenant_names, _ = _compiled(db.engine.dialect, _TENANT)
-            cursor = conn.cursor()
-            cursor.execute(tenant_sql, _driver_params(tenant_names, {"tenant": tenant}))
-            if cursor.fetchone() is None:
-                raise _nonexistent(tenant)
+        entity = _entity_of(_fetch_all(conn, dialect, _ONE, {"tenant": tenant, "id": entity_id}), dialect)
+        if entity is None and tenant and not _fetch_all(conn, dialect, _TENANT, {"tenant": tenant}):
+            raise _nonexistent(tenant)
     finally:
         if autocommit and not driver.closed:  # type: ignore[union-attr]
             driver.autocommit = False  # type: ignore[union-attr]
@@ -390,17 +387,38 @@ def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
     return entity
 
 
-def _read_one(cursor: Any, dialect: Dialect, tenant: str, entity_id: str) -> StoredEntity | None:
-    """One entity and its attributes in one statement (``_ONE``, compiled once) on a driver cursor,
-    each column converted by its own type's result processor: what SQLAlchemy would return, without
-    its per-row machinery. The entity's own columns, repeated on each attribute's row, are converted
-    once."""
-    sql, names, processors = _compiled(dialect, _ONE)
-    cursor.execute(sql, _driver_params(names, {"tenant": tenant, "id": entity_id}))
-    rows = cursor.fetchall()
-    cursor.close()
+async def read_one_on_loop(reads: LoopReads, dialect: Dialect, tenant: str, entity_id: str) -> StoredEntity | None:
+    """:func:`read_one` on the event loop, over the server's :class:`~ioc.core.db.LoopReads` (PostgreSQL)."""
+
+    async def fetch_all(statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+        sql, names, _ = _compiled(dialect, statement)
+        return await reads.fetch_all(sql, _driver_params(names, params))
+
+    entity = _entity_of(await fetch_all(_ONE, {"tenant": tenant, "id": entity_id}), dialect)
+    if entity is None and tenant and not await fetch_all(_TENANT, {"tenant": tenant}):
+        raise _nonexistent(tenant)
+    return entity
+
+
+def _fetch_all(dbapi_connection: Any, dialect: Dialect, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """The rows of a prebuilt statement (``_compiled``) on a driver connection."""
+    sql, names, _ = _compiled(dialect, statement)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, _driver_params(names, params))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _entity_of(rows: Sequence[Any], dialect: Dialect) -> StoredEntity | None:
+    """The entity of the rows of ``_ONE`` (one per attribute instance; one with NULL attribute
+    columns when it has none), each column converted by its own type's result processor: what
+    SQLAlchemy would return, without its per-row machinery. The entity's own columns, repeated on
+    each attribute's row, are converted once."""
     if not rows:
         return None
+    processors = _compiled(dialect, _ONE)[2]
 
     def value(row: Any, i: int) -> Any:
         process = processors[i]
@@ -429,7 +447,8 @@ def load_entities(
     if len(unique) == 1 and names is None:
         # one entity, the most frequent load (every write to one entity): in the session's
         # transaction, on its driver connection
-        entity = _read_one(conn.connection.cursor(), conn.dialect, tenant, unique[0])
+        one = _fetch_all(conn.connection, conn.dialect, _ONE, {"tenant": tenant, "id": unique[0]})
+        entity = _entity_of(one, conn.dialect)
         return {entity.id: entity} if entity is not None else {}
     for i in range(0, len(unique), CHUNK):
         chunk = unique[i : i + CHUNK]

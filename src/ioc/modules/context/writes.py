@@ -50,10 +50,11 @@ class EntityWrites:
     def run(self, tenant: str, change: Change[R]) -> R:
         """Apply ``change`` for ``tenant`` and commit it (with whatever changes queued beside it);
         its result, or the NgsiError it raised."""
-        result = self.group.submit((tenant, change))
-        if isinstance(result, _Refused):
-            raise result.error
-        return cast(R, result)
+        return cast(R, _unwrap(self.group.submit((tenant, change))))
+
+    async def run_async(self, tenant: str, change: Change[R]) -> R:
+        """:meth:`run` awaited on the event loop (``GroupCommit.submit_async``)."""
+        return cast(R, _unwrap(await self.group.submit_async((tenant, change))))
 
     def _store(self, session: Session, items: list[tuple[str, Change[Any]]]) -> list[Any]:
         results: list[Any] = []
@@ -67,3 +68,9 @@ class EntityWrites:
             write_changes(session, cs, self.core)
             results.append(result)
         return results
+
+
+def _unwrap(result: Any) -> Any:
+    if isinstance(result, _Refused):
+        raise result.error
+    return result
