@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -654,23 +655,6 @@ def flush(session: Session, cs: ChangeSet) -> None:
             for pk, eid in result.all():
                 by_id[eid].pk = pk
         cs.types_changed.update(by_id)
-    if cs.touched:
-        _update_many(
-            session,
-            _table(NgsiEntity),
-            [
-                {
-                    "types": e.types,
-                    "scope": e.scope,
-                    "modified_at": e.modified_at,
-                    "expires_at": e.expires_at,
-                    "pk": e.pk,
-                }
-                for e in cs.touched.values()
-                if e.pk is not None
-            ],
-            "pk",
-        )
     if cs.types_changed:
         entities = [e for e in [*cs.new, *cs.touched.values()] if e.id in cs.types_changed and e.pk is not None]
         pks = [e.pk for e in entities if e.id in cs.touched]
@@ -688,38 +672,71 @@ def flush(session: Session, cs: ChangeSet) -> None:
                     )
                 )
             )
-    if cs.put:
-        rows = []
-        for (_, name, ds), (entity, _op) in cs.put.items():
-            inst = entity.attrs.get(name, {}).get(ds)
-            if inst is None or entity.pk is None:
-                continue
-            observed = inst.doc.get("observedAt")
-            expires = inst.doc.get("expiresAt")
-            rows.append(
-                {
-                    "entity_pk": entity.pk,
-                    "name": name,
-                    "dataset_id": ds,
-                    "tenant": tenant,
-                    "kind": inst.doc.get("type", "Property"),
-                    "doc": inst.doc,
-                    "observed_at": parse_datetime(observed, "observedAt") if isinstance(observed, str) else None,
-                    "created_at": inst.created_at,
-                    "modified_at": inst.modified_at,
-                    "expires_at": parse_datetime(expires, "expiresAt") if isinstance(expires, str) else None,
-                    **_value_columns(inst.doc),
-                }
+    # the bulk statements of the change set's rows, sent together: one round trip on PostgreSQL
+    with _pipelined(session):
+        if cs.touched:
+            _update_many(
+                session,
+                _table(NgsiEntity),
+                [
+                    {
+                        "types": e.types,
+                        "scope": e.scope,
+                        "modified_at": e.modified_at,
+                        "expires_at": e.expires_at,
+                        "pk": e.pk,
+                    }
+                    for e in cs.touched.values()
+                    if e.pk is not None
+                ],
+                "pk",
             )
-        _upsert(
-            session,
-            _table(NgsiAttribute),
-            rows,
-            ["entity_pk", "name", "dataset_id"],
-            [c for c in rows[0] if c not in ("entity_pk", "name", "dataset_id", "tenant")] if rows else [],
-        )
-    if cs.history:
-        _insert_many(session, _table(NgsiAttributeHistory), cs.history)
+        if cs.put:
+            rows = []
+            for (_, name, ds), (entity, _op) in cs.put.items():
+                inst = entity.attrs.get(name, {}).get(ds)
+                if inst is None or entity.pk is None:
+                    continue
+                observed = inst.doc.get("observedAt")
+                expires = inst.doc.get("expiresAt")
+                rows.append(
+                    {
+                        "entity_pk": entity.pk,
+                        "name": name,
+                        "dataset_id": ds,
+                        "tenant": tenant,
+                        "kind": inst.doc.get("type", "Property"),
+                        "doc": inst.doc,
+                        "observed_at": parse_datetime(observed, "observedAt") if isinstance(observed, str) else None,
+                        "created_at": inst.created_at,
+                        "modified_at": inst.modified_at,
+                        "expires_at": parse_datetime(expires, "expiresAt") if isinstance(expires, str) else None,
+                        **_value_columns(inst.doc),
+                    }
+                )
+            _upsert(
+                session,
+                _table(NgsiAttribute),
+                rows,
+                ["entity_pk", "name", "dataset_id"],
+                [c for c in rows[0] if c not in ("entity_pk", "name", "dataset_id", "tenant")] if rows else [],
+            )
+        if cs.history:
+            _insert_many(session, _table(NgsiAttributeHistory), cs.history)
+
+
+@contextmanager
+def _pipelined(session: Session) -> Iterator[None]:
+    """On PostgreSQL, the driver's pipeline mode for the statements run inside (those sent
+    through the driver's own cursor, ``_executemany``): queued and sent together, their results
+    read at the end, one round trip instead of one each. An error of any of them is raised on
+    leaving, the transaction then failed as it would be at that statement."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    with conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+        yield
 
 
 def _table(model: type[Any]) -> Table:
