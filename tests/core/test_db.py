@@ -4,8 +4,12 @@ and SQLite writers of one process queueing on a lock rather than in SQLite's bus
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -358,3 +362,81 @@ def test_two_databases_on_one_file_share_the_lock(sqlite_db: Database) -> None:
             assert s2.scalar(select(func.count()).select_from(Row)) == 2
     finally:
         other.dispose()
+
+
+_HOLD_THE_LOCK_FILE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+@contextmanager
+def _another_process_writing(db: Database) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the writers' lock file of ``db`` until its stdin gets a line."""
+    assert db.engine.url.database
+    path = db.engine.url.database + "-writer.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK_FILE, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def _write_in_thread(db: Database, name: str) -> tuple[threading.Thread, threading.Event]:
+    done = threading.Event()
+
+    def write() -> None:
+        with db.session() as s:
+            s.add(Row(thread=0, name=name))
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread, done
+
+
+def test_a_writer_waits_for_another_process_on_the_lock_file(sqlite_db: Database) -> None:
+    """Writers of several processes (``ioc serve --workers N``) take turns on a lock file beside
+    the database: one waits while another process writes, and goes on as soon as it is done."""
+    with _another_process_writing(sqlite_db) as holder:
+        thread, done = _write_in_thread(sqlite_db, "after the other process")
+        assert not done.wait(0.3)  # waiting for the other process's writer
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(10)
+        thread.join(10)
+    assert done.is_set()
+    with sqlite_db.session() as s:
+        assert s.scalar(select(Row.name)) == "after the other process"
+
+
+def test_a_writer_gives_up_waiting_for_the_lock_file_after_the_busy_timeout(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that keeps the lock file too long (hung): after the busy timeout the writer goes
+    on without it, to SQLite's own locking (here the database itself is free: it writes)."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_S", 0.3)
+    with _another_process_writing(sqlite_db):
+        thread, done = _write_in_thread(sqlite_db, "without the lock file")
+        assert done.wait(10)
+        thread.join(10)
+    with sqlite_db.session() as s:
+        assert s.scalar(select(Row.name)) == "without the lock file"
+
+
+def test_a_forked_process_opens_a_lock_file_of_its_own(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock taken through a descriptor inherited across a fork would be the parent's own lock
+    (one open file): a process opens the lock file itself."""
+    assert sqlite_db.engine.url.database
+    ours = db_module._file_lock(sqlite_db.engine.url.database)
+    assert ours == db_module._file_lock(sqlite_db.engine.url.database)
+    monkeypatch.setattr(db_module.os, "getpid", lambda: -1)
+    assert db_module._file_lock(sqlite_db.engine.url.database) not in (None, ours)

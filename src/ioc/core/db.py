@@ -6,6 +6,7 @@ as UTC and always come back timezone-aware, on both databases.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -117,7 +118,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 # queue on a lock of their own, taken just before a transaction's first write (where SQLite
 # takes its write lock) and given back when that transaction commits or rolls back: the next
 # one starts the moment the database is free. Reads never take it (WAL: readers do not block).
-# Other processes on the same file still meet in SQLite's busy handler.
+# Between processes (``ioc serve --workers N``, the CLI beside a server) the writer holding that
+# lock also takes an exclusive lock on a file beside the database, which a waiting writer of
+# another process tries again every fraction of a millisecond; only a process that does not take
+# it (another program on the file) meets the others in SQLite's busy handler.
 
 _WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 _write_locks: dict[str, threading.Lock] = {}
@@ -129,6 +133,40 @@ def sqlite_write_lock(database: str) -> threading.Lock:
     key = database if database.startswith("file:") else os.path.abspath(database)
     with _write_locks_guard:
         return _write_locks.setdefault(key, threading.Lock())
+
+
+_file_locks: dict[str, tuple[int, int]] = {}
+#: How long a writer waiting for another process's write transaction sleeps between tries.
+SQLITE_FILE_LOCK_POLL_S = 0.0002
+
+
+def _file_lock(database: str) -> int | None:
+    """This process's descriptor of the lock file its writers of ``database`` share with the
+    other processes' (``<database>-writer.lock``, beside the WAL files); None for a URI."""
+    if database.startswith("file:"):
+        return None
+    key = os.path.abspath(database)
+    with _write_locks_guard:
+        pid, fd = _file_locks.get(key, (0, -1))
+        if pid != os.getpid():  # opened before a fork: the child needs a lock of its own
+            fd = os.open(key + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            _file_locks[key] = (os.getpid(), fd)
+        return fd
+
+
+def _take_file_lock(fd: int) -> bool:
+    """Take the lock file's exclusive lock, waiting at most the busy timeout: whether it was taken.
+    Tried every ``SQLITE_FILE_LOCK_POLL_S`` (the other process's transaction ends within a few
+    milliseconds), where SQLite's busy handler sleeps in steps of up to 100 ms."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(SQLITE_FILE_LOCK_POLL_S)
 
 
 def _is_write(sql: str) -> bool:
@@ -176,13 +214,17 @@ class SerialisedWriterConnection(sqlite3.Connection):
     def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         self.write_lock = sqlite_write_lock(str(database))
+        self.file_lock = _file_lock(str(database))
         self.holds_write_lock = False
+        self.holds_file_lock = False
 
     def cursor(self, factory: Any = _SerialisedWriterCursor) -> Any:
         return super().cursor(factory)
 
     def take_write_lock(self) -> None:
         self.holds_write_lock = self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S)
+        if self.holds_write_lock and self.file_lock is not None:
+            self.holds_file_lock = _take_file_lock(self.file_lock)
 
     def release_if_idle(self) -> None:
         """Give the lock back once no transaction is open."""
@@ -192,6 +234,9 @@ class SerialisedWriterConnection(sqlite3.Connection):
     def _release(self) -> None:
         if self.holds_write_lock:
             self.holds_write_lock = False
+            if self.holds_file_lock and self.file_lock is not None:
+                self.holds_file_lock = False
+                fcntl.flock(self.file_lock, fcntl.LOCK_UN)
             self.write_lock.release()
 
     def commit(self) -> None:
