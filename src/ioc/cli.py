@@ -90,8 +90,7 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from ioc import serving
     from ioc.core.logs import uvicorn_log_config
 
     try:
@@ -110,9 +109,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         _say("  Tài khoản mẫu (demo logins, development only):")
         for login in DEMO_LOGINS:
             _say(f"    {login.role.value:15} {login.username} / {login.password}")
-    uvicorn.run(
+    return serving.serve(
         "ioc.app:create_app_from_env",
-        factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -120,7 +118,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
     )
-    return 0
 
 
 def _read_password(args: argparse.Namespace) -> str:
