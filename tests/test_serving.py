@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from ioc.serving import listening_socket
 
-from .conftest import LiveServer
+from .conftest import LiveServer, wait_for
 
 
 def test_several_sockets_listen_on_one_port() -> None:
@@ -81,19 +80,11 @@ async def _hold_connections(port: int, n: int, inspect: Callable[[], None]) -> N
             writer.close()
 
 
-def _wait_for(predicate: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
-
-
 def test_keep_alive_connections_are_spread_over_the_workers(start_server: Callable[..., LiveServer]) -> None:
     """16 connections opened at once (as a load test or a proxy's pool would): every worker
     serves some of them. On one shared socket the first worker to wake took nearly all."""
     server = start_server(workers=2)
-    _wait_for(lambda: len(_workers(server)) == 2)
+    wait_for(lambda: len(_workers(server)) == 2, timeout=60)
     workers = _workers(server)
     held: dict[int, int] = {}
 
@@ -109,10 +100,10 @@ def test_keep_alive_connections_are_spread_over_the_workers(start_server: Callab
 
 def test_a_worker_that_dies_is_replaced_and_the_server_stops_whole(start_server: Callable[..., LiveServer]) -> None:
     server = start_server(workers=2)
-    _wait_for(lambda: len(_workers(server)) == 2)
+    wait_for(lambda: len(_workers(server)) == 2, timeout=60)
     first, second = _workers(server)
     os.kill(first, signal.SIGKILL)
-    _wait_for(lambda: first not in _workers(server) and len(_workers(server)) == 2)
+    wait_for(lambda: first not in _workers(server) and len(_workers(server)) == 2, timeout=60)
     replacement = next(pid for pid in _workers(server) if pid != second)
 
     held: dict[int, int] = {}

@@ -4,6 +4,7 @@ and SQLite writers of one process queueing on a lock rather than in SQLite's bus
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -438,5 +439,5 @@ def test_a_forked_process_opens_a_lock_file_of_its_own(sqlite_db: Database, monk
     assert sqlite_db.engine.url.database
     ours = db_module._file_lock(sqlite_db.engine.url.database)
     assert ours == db_module._file_lock(sqlite_db.engine.url.database)
-    monkeypatch.setattr(db_module.os, "getpid", lambda: -1)
+    monkeypatch.setattr(os, "getpid", lambda: -1)
     assert db_module._file_lock(sqlite_db.engine.url.database) not in (None, ours)

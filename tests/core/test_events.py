@@ -34,6 +34,7 @@ from ioc.core.events import (
     publish,
     publish_many,
 )
+from tests.conftest import wait_for
 
 
 class Thing(BaseModel):
@@ -50,18 +51,6 @@ THING = Topic("test.thing", Thing, "a test event")
 OTHER = Topic("test.other", Thing)
 ALARMISH = Topic("alarm.test", Thing)
 STAMP = Topic("test.stamp", Stamp)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def emit(db: Database, topic: Topic[Thing], *ns: int, **kw: Any) -> None:

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
 from ioc.core.db import Database
 from ioc.core.group_commit import GroupCommit
-
-
-def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
+from tests.conftest import wait_for
 
 
 class _Recorder:
@@ -54,7 +48,7 @@ def _submit_all(writer: GroupCommit[int, int], recorder: _Recorder, items: list[
     others = [threading.Thread(target=submit, args=(i,)) for i in items[1:]]
     for t in others:
         t.start()
-    _wait_for(lambda: len(writer._queue) == len(items) - 1)  # ...while the others queue
+    wait_for(lambda: len(writer._queue) == len(items) - 1)  # ...while the others queue
     recorder.release.set()
     for t in [first, *others]:
         t.join(10)
@@ -69,16 +63,6 @@ def test_group_commit_writes_queued_submissions_together(db: Database) -> None:
     assert recorder.batches[0] == [1]
     assert sorted(recorder.batches[1]) == [2, 3, 4, 5]  # one transaction for the four that waited
     assert (writer.batches, writer.items) == (2, 5)
-
-
-def test_group_commit_fails_only_the_submission_at_fault(db: Database) -> None:
-    recorder = _Recorder(fail_on=3)
-    writer: GroupCommit[int, int] = GroupCommit(db, recorder)
-    results = _submit_all(writer, recorder, [1, 2, 3, 4])
-    assert isinstance(results[3], ValueError)
-    assert {i: results[i] for i in (1, 2, 4)} == {1: 10, 2: 20, 4: 40}
-    # the failed batch was rolled back and each of its items written again on its own
-    assert [b for b in recorder.batches if len(b) == 1][-3:] == [[2], [3], [4]]
 
 
 def _submit_async_all(writer: GroupCommit[int, int], recorder: _Recorder, items: list[int]) -> dict[int, Any]:
@@ -105,6 +89,20 @@ def _submit_async_all(writer: GroupCommit[int, int], recorder: _Recorder, items:
     return results
 
 
+SubmitAll = Callable[[GroupCommit[int, int], _Recorder, list[int]], dict[int, Any]]
+
+
+@pytest.mark.parametrize("submit_all", [_submit_all, _submit_async_all], ids=["threads", "event loop"])
+def test_group_commit_fails_only_the_submission_at_fault(db: Database, submit_all: SubmitAll) -> None:
+    recorder = _Recorder(fail_on=3)
+    writer: GroupCommit[int, int] = GroupCommit(db, recorder)
+    results = submit_all(writer, recorder, [1, 2, 3, 4])
+    assert isinstance(results[3], ValueError)
+    assert {i: results[i] for i in (1, 2, 4)} == {1: 10, 2: 20, 4: 40}
+    # the failed batch was rolled back and each of its items written again on its own
+    assert [b for b in recorder.batches if len(b) == 1][-3:] == [[2], [3], [4]]
+
+
 def test_submissions_from_the_event_loop_are_written_together_by_one_writer_thread(db: Database) -> None:
     recorder = _Recorder()
     writer: GroupCommit[int, int] = GroupCommit(db, recorder)
@@ -121,15 +119,6 @@ def test_submissions_from_the_event_loop_are_written_together_by_one_writer_thre
     assert recorder.batches == [[1], [2, 3, 4, 5]]  # in arrival order, one transaction for those that queued
     assert len(threads) == 1 and threading.main_thread().name not in threads
     assert not writer._draining and writer._queue == []  # the writer thread stopped with the queue empty
-
-
-def test_a_failure_from_the_event_loop_fails_only_its_own_submission(db: Database) -> None:
-    recorder = _Recorder(fail_on=3)
-    writer: GroupCommit[int, int] = GroupCommit(db, recorder)
-    results = _submit_async_all(writer, recorder, [1, 2, 3, 4])
-    assert isinstance(results[3], ValueError)
-    assert {i: results[i] for i in (1, 2, 4)} == {1: 10, 2: 20, 4: 40}
-    assert [b for b in recorder.batches if len(b) == 1][-3:] == [[2], [3], [4]]
 
 
 def test_threads_and_the_event_loop_share_one_queue(db: Database) -> None:

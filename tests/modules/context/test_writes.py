@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,18 +20,11 @@ from ioc.modules.context.ld import ContextLoader
 from ioc.modules.context.models import NgsiAttributeHistory
 from ioc.modules.context.store import ChangeSet, load_entities
 from ioc.modules.context.writes import EntityWrites
+from tests.conftest import wait_for
 from tests.modules.context.conftest import Ngsi, vehicle
 
 CORE = ContextLoader().core
 SPEED = "https://uri.etsi.org/ngsi-ld/default-context/speed"
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
 
 
 def _speed_update(entity_id: str, speed: int) -> Callable[[Session, ChangeSet], service.UpdateResult]:
@@ -88,7 +80,7 @@ def test_changes_queued_meanwhile_are_written_together_in_order(db: Database) ->
     for k, (key, change) in enumerate(queued, start=1):  # ...while the others queue, in this order
         threads.append(threading.Thread(target=submit, args=(key, change)))
         threads[-1].start()
-        _wait_for(lambda k=k: len(writes.group._queue) == k)  # type: ignore[misc]
+        wait_for(lambda k=k: len(writes.group._queue) == k)  # type: ignore[misc]
     release.set()
     for t in threads:
         t.join(10)
