@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,8 +67,27 @@ def _established_to(port: int) -> set[str]:
     return inodes
 
 
-async def _hold_connections(port: int, n: int, inspect: Callable[[], None]) -> None:
-    """``n`` keep-alive connections, each answered once, held open while ``inspect`` runs."""
+def _hold_connections(port: int, n: int, inspect: Callable[[], None]) -> None:
+    """``n`` keep-alive connections opened at once, each answered once, held open while
+    ``inspect`` runs. On an event loop of its own, in a thread of its own: the test's thread may
+    already run one (a browser test's Playwright keeps one for the session)."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_connections(port, n, inspect))
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    if failures:
+        raise failures[0]
+    assert not thread.is_alive()
+
+
+async def _connections(port: int, n: int, inspect: Callable[[], None]) -> None:
     streams = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(n)))  # all at once
     try:
         for reader, writer in streams:
@@ -93,7 +113,7 @@ def test_keep_alive_connections_are_spread_over_the_workers(start_server: Callab
         for pid in workers:
             held[pid] = len(_socket_inodes(pid) & established)
 
-    asyncio.run(_hold_connections(server.port, 16, count))
+    _hold_connections(server.port, 16, count)
     assert sum(held.values()) == 16, held
     assert all(n > 0 for n in held.values()), held
 
@@ -113,7 +133,7 @@ def test_a_worker_that_dies_is_replaced_and_the_server_stops_whole(start_server:
         for pid in (second, replacement):
             held[pid] = len(_socket_inodes(pid) & established)
 
-    asyncio.run(_hold_connections(server.port, 16, count))
+    _hold_connections(server.port, 16, count)
     assert held[replacement] > 0 and sum(held.values()) == 16, held  # it serves the dead one's socket
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(60) == 0

@@ -162,6 +162,53 @@ def test_reads_on_the_loop_decode_json_and_replace_a_connection_the_server_ended
     asyncio.run(scenario())
 
 
+def test_each_event_loop_has_reads_of_its_own(db: Database) -> None:
+    """An async pool belongs to the loop it was opened on: an app served by two loops at once (a
+    test's second client) opens reads on each, and closing one leaves the other open."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    opened, close_first = threading.Event(), threading.Event()
+    first: list[LoopReads | None] = []
+    failures: list[BaseException] = []
+
+    def first_loop() -> None:
+        async def serve() -> None:
+            await db.open_loop_reads()
+            reads = db.loop_reads
+            first.append(reads)
+            opened.set()
+            await asyncio.to_thread(close_first.wait, 30)
+            assert reads is not None and db.loop_reads is reads  # the other loop's closing left it open
+            assert await reads.fetch_all("SELECT 1", None) == [(1,)]
+            await db.close_loop_reads()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:
+            failures.append(exc)
+            opened.set()
+
+    thread = threading.Thread(target=first_loop)
+    thread.start()
+    try:
+        assert opened.wait(30) and not failures and first[0] is not None
+
+        async def second_loop() -> None:
+            assert db.loop_reads is None  # none opened on this loop yet
+            await db.open_loop_reads()
+            assert db.loop_reads is not None and db.loop_reads is not first[0]
+            assert await db.loop_reads.fetch_all("SELECT 2", None) == [(2,)]
+            await db.close_loop_reads()
+            assert db.loop_reads is None
+
+        asyncio.run(second_loop())
+    finally:
+        close_first.set()
+        thread.join(30)
+    assert failures == []
+    assert db.loop_reads is None
+
+
 def _driver_url(db: Database) -> str:
     return make_url(db.url).set(drivername="postgresql").render_as_string(False)
 

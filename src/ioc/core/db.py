@@ -6,6 +6,7 @@ as UTC and always come back timezone-aware, on both databases.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
@@ -378,18 +379,29 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.loop_reads: LoopReads | None = None
+        self._loop_reads: dict[asyncio.AbstractEventLoop, LoopReads] = {}
+
+    @property
+    def loop_reads(self) -> LoopReads | None:
+        """The reads opened on the running event loop; None off a loop or where none were opened
+        (an async pool belongs to the loop it was opened on)."""
+        try:
+            return self._loop_reads.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return None
 
     async def open_loop_reads(self) -> None:
         """Open the reads on the running event loop (PostgreSQL; nothing on SQLite), for the
-        loop's lifetime: a server's lifespan opens them and :meth:`close_loop_reads` closes them."""
-        if self.dialect == "postgresql" and self.loop_reads is None:
+        loop's lifetime: a server's lifespan opens them and :meth:`close_loop_reads` closes them.
+        Each loop serving the app (a test's second client, say) gets its own."""
+        loop = asyncio.get_running_loop()
+        if self.dialect == "postgresql" and loop not in self._loop_reads:
             reads = LoopReads(self.url)
             await reads.open()
-            self.loop_reads = reads
+            self._loop_reads[loop] = reads
 
     async def close_loop_reads(self) -> None:
-        reads, self.loop_reads = self.loop_reads, None
+        reads = self._loop_reads.pop(asyncio.get_running_loop(), None)
         if reads is not None:
             await reads.close()
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 
-from ioc.core.db import Database, utcnow
+from ioc.core.db import Database, LoopReads, utcnow
 from ioc.modules.context.errors import NgsiError
 from ioc.modules.context.models import NgsiAttributeHistory, NgsiTenant
 from ioc.modules.context.store import (
@@ -110,15 +110,22 @@ def test_retrieve_entity_on_postgresql_awaits_its_read_on_the_loop(ngsi: Ngsi, a
     ``Link`` header (a context that may have to be fetched) in the thread pool. Both answer the
     same, and so do the refusals the loop's read leaves to the thread pool's path."""
     db: Database = app.state.db
+
+    def on_the_loop() -> LoopReads | None:  # the client's event loop: the server's reads belong to it
+        portal = ngsi.client.portal
+        assert portal is not None
+        return portal.call(lambda: db.loop_reads)
+
     if db.dialect != "postgresql":
-        assert db.loop_reads is None
+        assert on_the_loop() is None
         pytest.skip("PostgreSQL only")
-    assert db.loop_reads is not None
+    assert on_the_loop() is not None and db.loop_reads is None  # off the loop: none
     _create_two(ngsi)
 
     def loop_reads_so_far() -> int:
-        assert db.loop_reads is not None
-        return int(db.loop_reads.pool.get_stats().get("requests_num", 0))
+        reads = on_the_loop()
+        assert reads is not None
+        return int(reads.pool.get_stats().get("requests_num", 0))
 
     before = loop_reads_so_far()
     on_loop = ngsi.get("/entities/urn:ngsi-ld:Vehicle:r1")
