@@ -88,8 +88,7 @@ class GroupCommit(Generic[T, R]):
         with self._writer:
             while not pending.done:
                 with self._queue_lock:
-                    batch = self._queue[: self.max_batch]
-                    del self._queue[: self.max_batch]
+                    batch = self._take_batch()
                 if not batch:  # cannot happen: our own item is queued until it is done
                     raise RuntimeError("group commit: submission lost")
                 self._write(batch)
@@ -124,8 +123,7 @@ class GroupCommit(Generic[T, R]):
             while True:
                 with self._writer:
                     with self._queue_lock:
-                        batch = self._queue[: self.max_batch]
-                        del self._queue[: self.max_batch]
+                        batch = self._take_batch()
                         if not batch:
                             self._draining = False
                             return
@@ -137,6 +135,12 @@ class GroupCommit(Generic[T, R]):
             for p in rest:
                 p.fail(exc)
             raise
+
+    def _take_batch(self) -> list[_Pending[T, R]]:
+        """The next items to write, in arrival order (the queue's lock held)."""
+        batch = self._queue[: self.max_batch]
+        del self._queue[: self.max_batch]
+        return batch
 
     def _write(self, batch: list[_Pending[T, R]]) -> None:
         try:

@@ -356,8 +356,22 @@ def _compiled(dialect: Dialect, statement: Select[Any]) -> tuple[str, tuple[str,
     return str(compiled), names, processors
 
 
-def _driver_params(names: tuple[str, ...] | None, params: dict[str, Any]) -> Any:
-    return params if names is None else tuple(params[n] for n in names)
+def _driver_statement(dialect: Dialect, statement: Select[Any], params: dict[str, Any]) -> tuple[str, Any]:
+    """A prebuilt statement (``_compiled``) and its parameters as the driver takes them: named, or
+    positional in order, where a list parameter of an expanding ``IN`` (``one_of`` on SQLite) is
+    spelled out as SQLAlchemy would, one placeholder per value."""
+    sql, names, _ = _compiled(dialect, statement)
+    if names is None:
+        return sql, params
+    args: list[Any] = []
+    for name in names:
+        value = params[name]
+        if isinstance(value, list):
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", ",".join("?" * len(value)), 1)
+            args.extend(value)
+        else:
+            args.append(value)
+    return sql, args
 
 
 _TENANT = select(NgsiTenant.name).where(NgsiTenant.name == bindparam("tenant"))
@@ -392,8 +406,7 @@ async def read_one_on_loop(reads: LoopReads, dialect: Dialect, tenant: str, enti
     """:func:`read_one` on the event loop, over the server's :class:`~ioc.core.db.LoopReads` (PostgreSQL)."""
 
     async def fetch_all(statement: Select[Any], params: dict[str, Any]) -> list[Any]:
-        sql, names, _ = _compiled(dialect, statement)
-        return await reads.fetch_all(sql, _driver_params(names, params))
+        return await reads.fetch_all(*_driver_statement(dialect, statement, params))
 
     entity = _entity_of(await fetch_all(_ONE, {"tenant": tenant, "id": entity_id}), dialect)
     if entity is None and tenant and not await fetch_all(_TENANT, {"tenant": tenant}):
@@ -402,20 +415,8 @@ async def read_one_on_loop(reads: LoopReads, dialect: Dialect, tenant: str, enti
 
 
 def _fetch_all(dbapi_connection: Any, dialect: Dialect, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
-    """The rows of a prebuilt statement (``_compiled``) on a driver connection. A list parameter
-    of an expanding ``IN`` (``one_of`` on SQLite) is spelled out as SQLAlchemy would, one
-    placeholder per value."""
-    sql, names, _ = _compiled(dialect, statement)
-    args: Any = params
-    if names is not None:
-        args = []
-        for name in names:
-            value = params[name]
-            if isinstance(value, list):
-                sql = sql.replace(f"__[POSTCOMPILE_{name}]", ",".join("?" * len(value)), 1)
-                args.extend(value)
-            else:
-                args.append(value)
+    """The rows of a prebuilt statement (``_driver_statement``) on a driver connection."""
+    sql, args = _driver_statement(dialect, statement, params)
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(sql, args)
@@ -490,9 +491,7 @@ def _load_attrs(session: Session, entities: list[StoredEntity], names: Iterable[
     by_pk = {e.pk: e for e in entities if e.pk is not None}
     keys = list(by_pk)
     wanted = list(names) if names is not None else None
-    if wanted == []:
-        return
-    if not keys:
+    if wanted == [] or not keys:
         return
     conn = session.connection()
     dialect, driver = conn.dialect, conn.connection.dbapi_connection

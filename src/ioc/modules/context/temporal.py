@@ -283,8 +283,9 @@ def parse_instances(body: dict[str, Any], ctx: ActiveContext) -> Instances:
             raise bad_request(f"attribute {key!r}: an empty array has no instances.")
         per_ds = out.setdefault(name, {})
         for item in items:
-            doc = _null_instance(name, item, ctx) if isinstance(item, dict) and nulled(item) else None
-            if doc is None:
+            if isinstance(item, dict) and nulled(item):
+                doc = _null_instance(name, item, ctx)
+            else:
                 parsed = parse_attribute(name, item, ctx)
                 assert isinstance(parsed, dict)  # without merge, never a deletion
                 doc = parsed
@@ -304,9 +305,10 @@ def _null_instance(name: str, item: dict[str, Any], ctx: ActiveContext) -> dict[
     return doc
 
 
-def _values(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The instances that hold a value (not the deleted-instance records)."""
-    return [d for d in docs if not nulled(d)]
+def _latest_value(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most recent of the instances that hold a value (not the deleted-instance records)."""
+    values = [d for d in docs if not nulled(d)]
+    return _latest(values) if values else None
 
 
 def _observed(doc: dict[str, Any]) -> datetime | None:
@@ -387,8 +389,7 @@ def add_instances(session: Session, cs: ChangeSet, entity: StoredEntity, instanc
             docs = _one_per_time(given_docs)
             _replace_same_times(session, cs, entity, name, ds, docs)
             had = ds in entity.attrs.get(name, {}) and entity.pk is not None
-            values = _values(docs)
-            latest = _latest(values) if values else None
+            latest = _latest_value(docs)
             if latest is not None and entity.pk is not None and _newer(latest, entity.attrs.get(name, {}).get(ds)):
                 cs.put_attr(entity, name, ds, latest, keep_created=True)
             for i, doc in enumerate(docs):
@@ -582,11 +583,11 @@ def build_temporal_router(broker: Broker) -> APIRouter:
             if entity is None:
                 if not types:
                     raise bad_request("The entity has no type.")
-                latest: dict[str, dict[str, dict[str, Any] | Any]] = {
-                    name: {ds: _latest(values) for ds, docs in per_ds.items() if (values := _values(docs))}
-                    for name, per_ds in instances.items()
-                }
-                latest = {name: per_ds for name, per_ds in latest.items() if per_ds}
+                latest: dict[str, dict[str, dict[str, Any] | Any]] = {}
+                for name, per_ds in instances.items():
+                    current = {ds: doc for ds, docs in per_ds.items() if (doc := _latest_value(docs)) is not None}
+                    if current:  # an attribute given only deletion records has no current value
+                        latest[name] = current
                 scope = _latest(scopes)["value"] if scopes else body.get("scope")
                 entity = new_entity(EntityInput(eid, types, scope, latest), cs)
                 cs.create(entity)
