@@ -92,6 +92,18 @@ def test_jsonld_contexts(ngsi: Ngsi) -> None:
     link = f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
     ngsi.create({"id": "urn:ngsi-ld:Room:1", "type": "Room"}, headers={"Link": link})
     assert ngsi.get("/entities/urn:ngsi-ld:Room:1").json()["type"] == "http://example.org/Room"
+    # and by the path the Location gave, a reference relative to the broker (053_04)
+    room2 = {"id": "urn:ngsi-ld:Room:2", "type": "Room", "@context": r.headers["Location"]}
+    assert ngsi.post("/entities", json=room2, headers={"Content-Type": LD}).status_code == 201
+    assert ngsi.get("/entities/urn:ngsi-ld:Room:2").json()["type"] == "http://example.org/Room"
+    gone = {**room2, "id": "urn:ngsi-ld:Room:3", "@context": "/ngsi-ld/v1/jsonldContexts/nope"}
+    assert ngsi.post("/entities", json=gone, headers={"Content-Type": LD}).status_code == 503
+    assert (
+        ngsi.post(
+            "/entities", json={**gone, "@context": "/elsewhere/ctx.jsonld"}, headers={"Content-Type": LD}
+        ).status_code
+        == 400
+    )
     assert [d["kind"] for d in ngsi.get("/jsonldContexts", params={"details": "true", "kind": "Hosted"}).json()] == [
         "Hosted"
     ]

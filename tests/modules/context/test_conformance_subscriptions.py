@@ -6,8 +6,7 @@ HTTP listener, and the suite's expectations compared member by member. 028_07_02
 046_10 and 046_14 are in test_conformance_subs_temporal.py, 49_01 in test_linked.py.
 
 Notes: 046_20, 046_41 and 046_23..30 create an attribute with PATCH /entities/{id}/attrs, which the
-broker answers 207 without creating it (its reading of v1.8 §5.6.2; v1.9.1 appends); their
-notifications are checked here with the attribute in place. The suite's data for 046_22_06/07 (a
+broker appends (204; the §5.6.2 text of v1.9.1, 011_01_03). The suite's data for 046_22_06/07 (a
 mis-encoded ``París``) and 046_37 (a LanguageProperty Null as a plain string) are not followed; see
 docs/CONTEXT.md, Subscriptions.
 """

@@ -341,7 +341,9 @@ class ContextLoader:
         """The ``@context`` value of the document at ``url``."""
         if is_core_url(url):
             return core_document()["@context"]
-        if not is_uri(url):
+        if not is_uri(url) and not (url.startswith("/") and hosted_id(url) is not None):
+            # a path naming a context this broker hosts (the Location of its Add @context) is a
+            # relative reference to it, resolved against the request's own URL (JSON-LD 1.1 §4.1.2)
             raise bad_request(f"The @context {url!r} is not a URL.")
         now = time.time()
         with self._lock:
