@@ -236,6 +236,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             publisher = MqttPublisher(settings.mqtt.url, client_id=f"ioc-bridge-{uuid.uuid4().hex[:8]}")
             bus.consume("mqtt-bridge", "*", bridge_handler(publisher, settings.mqtt.topic_prefix), start="latest")
         await db.open_loop_reads()
+        db.start_checkpoints()
         bus.start()
         if settings.jobs.enabled:
             scheduler.start()

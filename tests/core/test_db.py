@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ioc.core import db as db_module
 from ioc.core.auth import Agency
 from ioc.core.db import Database, LoopReads, SerialisedWriterConnection, _is_write, sqlite_write_lock, utcnow
+from tests.conftest import wait_for
 
 
 def test_times_come_back_aware_in_utc(db: Database) -> None:
@@ -246,6 +248,37 @@ def test_sqlite_connections_serialise_writers(sqlite_db: Database) -> None:
     memory = Database("sqlite://")
     with memory.engine.connect() as conn:
         assert not isinstance(conn.connection.dbapi_connection, SerialisedWriterConnection)
+
+
+def _in_database_file(path: str, name: str) -> bool:
+    """Whether the row ``name`` is in the database file itself, not only in its write-ahead log
+    (``immutable``: SQLite then reads the file alone)."""
+    with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as conn:
+        try:
+            return bool(conn.execute("SELECT count(*) FROM rows WHERE name = ?", (name,)).fetchone()[0] == 1)
+        except sqlite3.OperationalError:  # the table itself is still only in the log
+            return False
+
+
+def test_a_servers_checkpointer_copies_the_log_into_the_file_off_the_writers(sqlite_db: Database) -> None:
+    path = str(sqlite_db.engine.url.database)
+    with sqlite_db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == db_module.SQLITE_AUTOCHECKPOINT_PAGES
+    with sqlite_db.session() as s:
+        s.add(Row(thread=0, name="before"))
+    time.sleep(3 * db_module.SQLITE_CHECKPOINT_EVERY_S)
+    assert not _in_database_file(path, "before")  # a commit does not checkpoint a small log itself
+    assert sqlite_db.checkpointer is not None
+    sqlite_db.start_checkpoints()
+    try:
+        wait_for(lambda: _in_database_file(path, "before"), what="the checkpoint")
+        with sqlite_db.session() as s:
+            s.add(Row(thread=0, name="after"))
+        wait_for(lambda: _in_database_file(path, "after"), what="the next checkpoint")
+    finally:
+        sqlite_db.dispose()
+    assert sqlite_db.checkpointer._thread is None  # stopped with the database
+    assert Database("sqlite://").checkpointer is None  # nothing to copy in memory
 
 
 def test_writes_are_told_from_reads() -> None:

@@ -43,13 +43,12 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Table,
     Text,
     bindparam,
     delete,
     event,
     func,
-    insert,
-    literal_column,
     select,
     text,
     update,
@@ -60,7 +59,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ioc.core.db import Base, Database, JsonDoc, UTCDateTime, utcnow
+from ioc.core.db import Base, Database, JsonDoc, UTCDateTime, bulk_write, utcnow
 
 log = logging.getLogger("ioc.events")
 
@@ -191,26 +190,21 @@ def publish_many(session: Session, events: Sequence[Outgoing[Any]]) -> None:
                 "created_at": now,
             }
         )
-    conn = session.connection()
-    # Core statements built once, on the session's connection (the ORM path cost more than the write).
-    if conn.dialect.name == "postgresql":
-        result = conn.execute(_OUTBOX_INSERT_PG, rows)
-        for new_id, xid in result.all():
+    # the driver's executemany (``bulk_write``): SQLAlchemy's execution path cost more than the write
+    if session.connection().dialect.name == "postgresql":
+        conn = session.connection()
+        for new_id, xid in bulk_write(session, _OUTBOX, rows, returning=_OUTBOX_RETURNING):
             pending: tuple[str, list[int]] | None = conn.info.get(_PENDING_KEY)
             if pending is None or pending[0] != xid:  # left over from a transaction that ended elsewhere
                 pending = conn.info[_PENDING_KEY] = (xid, [])
             pending[1].append(int(new_id))
     else:
-        conn.execute(_OUTBOX_INSERT, rows)
+        bulk_write(session, _OUTBOX, rows)
     session.info[_PUBLISHED_FLAG] = True
 
 
-_OUTBOX_INSERT = insert(OutboxEvent)
-_OUTBOX_INSERT_PG: Any = insert(OutboxEvent).returning(
-    OutboxEvent.id,
-    literal_column("pg_current_xact_id()::text"),
-    sort_by_parameter_order=True,
-)
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+_OUTBOX_RETURNING = ("id", "pg_current_xact_id()::text")
 
 
 _RENUMBER = text(

@@ -52,7 +52,7 @@ def _speeds(db: Database, entity_id: str) -> list[Any]:
 def test_changes_queued_meanwhile_are_written_together_in_order(db: Database) -> None:
     writes = EntityWrites(db, CORE)
     inp = parse_entity(vehicle(1), CORE)
-    writes.run("", lambda session, cs: service.create(cs, None, inp))
+    writes.run("", inp.id, lambda session, cs: service.create(cs, None, inp))
     entered, release = threading.Event(), threading.Event()
     first = _speed_update("urn:ngsi-ld:Vehicle:1", 11)
 
@@ -64,8 +64,9 @@ def test_changes_queued_meanwhile_are_written_together_in_order(db: Database) ->
     results: dict[str, Any] = {}
 
     def submit(key: str, change: Callable[[Session, ChangeSet], Any]) -> None:
+        entity_id = "urn:ngsi-ld:Vehicle:404" if key == "missing" else "urn:ngsi-ld:Vehicle:1"
         try:
-            results[key] = writes.run("", change)
+            results[key] = writes.run("", entity_id, change)
         except NgsiError as exc:
             results[key] = exc
 
@@ -103,15 +104,125 @@ def test_changes_queued_meanwhile_are_written_together_in_order(db: Database) ->
 def test_a_change_that_fails_in_the_database_fails_alone(db: Database) -> None:
     writes = EntityWrites(db, CORE)
     inp = parse_entity(vehicle(2), CORE)
-    writes.run("", lambda session, cs: service.create(cs, None, inp))
+    writes.run("", inp.id, lambda session, cs: service.create(cs, None, inp))
 
     def duplicate(session: Session, cs: ChangeSet) -> None:
         service.create(cs, None, inp)  # a second row with the same id: the INSERT fails
 
     with pytest.raises(IntegrityError):
-        writes.run("", duplicate)
-    writes.run("", _speed_update("urn:ngsi-ld:Vehicle:2", 21))  # the writer goes on
+        writes.run("", inp.id, duplicate)
+    writes.run("", "urn:ngsi-ld:Vehicle:2", _speed_update("urn:ngsi-ld:Vehicle:2", 21))  # the writer goes on
     assert _speeds(db, "urn:ngsi-ld:Vehicle:2") == [20, 21]
+
+
+Item = tuple[str, str, Callable[[Session, ChangeSet], Any]]
+
+
+def _one_batch(writes: EntityWrites, items: list[Item]) -> list[Any]:
+    """Submit ``items`` so that they are written in one batch, in this order (they queue while a
+    first change holds the writer); each one's result or error."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(session: Session, cs: ChangeSet) -> None:
+        entered.set()
+        release.wait(10)
+
+    results: list[Any] = [None] * len(items)
+
+    def submit(k: int) -> None:
+        tenant, entity_id, change = items[k]
+        try:
+            results[k] = writes.run(tenant, entity_id, change)
+        except Exception as exc:  # the error is the result under test
+            results[k] = exc
+
+    holder = threading.Thread(target=writes.run, args=("", "urn:ngsi-ld:Hold:1", hold))
+    holder.start()
+    assert entered.wait(10)
+    threads = []
+    for k in range(len(items)):
+        threads.append(threading.Thread(target=submit, args=(k,)))
+        threads[-1].start()
+        wait_for(lambda k=k: len(writes.group._queue) == k + 1)  # type: ignore[misc]
+    batches = writes.group.batches
+    release.set()
+    for t in [holder, *threads]:
+        t.join(10)
+    assert writes.group.batches == batches + 2  # the holder's, then all of them at once
+    return results
+
+
+def _event_times(db: Database, entity_ids: list[str]) -> list[Any]:
+    with db.session() as s:
+        rows = s.execute(select(OutboxEvent.payload, OutboxEvent.created_at).order_by(OutboxEvent.id)).all()
+    return [created for payload, created in rows if payload["id"] in entity_ids]
+
+
+def test_changes_of_distinct_entities_are_written_together_each_with_its_own_history_and_event(
+    db: Database,
+) -> None:
+    writes = EntityWrites(db, CORE)
+    ids = [f"urn:ngsi-ld:Vehicle:{n}" for n in range(31, 35)]
+    for n, eid in enumerate(ids, start=31):
+        writes.run("", eid, lambda session, cs, n=n: service.create(cs, None, parse_entity(vehicle(n), CORE)))
+    before = len(_event_times(db, ids))
+    results = _one_batch(writes, [("", eid, _speed_update(eid, 100 + k)) for k, eid in enumerate(ids)])
+
+    assert [r.updated for r in results] == [[SPEED]] * 4
+    for k, eid in enumerate(ids):
+        assert _speeds(db, eid)[-1] == 100 + k
+    # one insert for the group's events (one timestamp), one event per change, in order
+    times = _event_times(db, ids)[before:]
+    assert len(times) == 4 and len(set(times)) == 1
+    with db.session() as s:
+        payloads = s.scalars(select(OutboxEvent.payload).order_by(OutboxEvent.id)).all()[-4:]
+    assert [(p["id"], p["attributes"]["speed"]["value"]) for p in payloads] == [
+        (eid, 100 + k) for k, eid in enumerate(ids)
+    ]
+    assert len({p["at"] for p in payloads}) == 4  # each change keeps its own time
+
+
+def test_a_change_of_an_entity_the_group_touched_sees_the_earlier_change(db: Database) -> None:
+    writes = EntityWrites(db, CORE)
+    eid, other = "urn:ngsi-ld:Vehicle:41", "urn:ngsi-ld:Vehicle:42"
+    for n, i in ((41, eid), (42, other)):
+        writes.run("", i, lambda session, cs, n=n: service.create(cs, None, parse_entity(vehicle(n), CORE)))
+
+    def seen(session: Session, cs: ChangeSet) -> Any:
+        entity = load_entities(session, "", [eid])[eid]
+        return entity.attrs[SPEED][""].doc["value"]
+
+    results = _one_batch(
+        writes,
+        [("", eid, _speed_update(eid, 11)), ("", other, _speed_update(other, 21)), ("", eid, seen)],
+    )
+    assert results[2] == 11  # the group was written before the change of the same entity loaded it
+    assert _speeds(db, other) == [420, 21]
+
+
+def test_a_tenants_first_write_is_written_before_the_changes_after_it(db: Database) -> None:
+    writes = EntityWrites(db, CORE)
+    first, second = parse_entity(vehicle(51), CORE), parse_entity(vehicle(52), CORE)
+
+    def missing(session: Session, cs: ChangeSet) -> None:
+        from ioc.modules.context.store import check_tenant
+
+        check_tenant(session, "t51")  # NonexistentTenant unless the create before was written
+        raise NgsiError("ResourceNotFound", "no such entity")
+
+    results = _one_batch(
+        writes,
+        [
+            ("t51", str(first.id), lambda session, cs: service.create(cs, None, first)),
+            ("t51", "urn:ngsi-ld:Vehicle:404", missing),
+            ("t51", str(second.id), lambda session, cs: service.create(cs, None, second)),
+            ("", "urn:ngsi-ld:Vehicle:52", lambda session, cs: service.create(cs, None, second)),
+        ],
+    )
+    assert isinstance(results[1], NgsiError) and results[1].type_name == "ResourceNotFound"
+    with db.session() as s:
+        assert set(load_entities(s, "t51", [str(first.id), str(second.id)])) == {str(first.id), str(second.id)}
+        assert set(load_entities(s, "", [str(second.id)])) == {str(second.id)}  # its own tenant
 
 
 def _concurrently(client: Callable[[int], Iterator[tuple[Any, int]]], clients: int = 12) -> list[str]:

@@ -302,7 +302,7 @@ def build_router(broker: Broker) -> APIRouter:
         def create(session: Session, cs: ChangeSet) -> None:
             service.create(cs, load_entities(session, tenant, [entity_id]).get(entity_id), inp)
 
-        broker.writes.run(tenant, create)
+        broker.writes.run(tenant, entity_id, create)
         headers = {"Location": f"{PREFIX}/entities/{quote(inp.id, safe=':')}"}
         if tenant:
             headers["NGSILD-Tenant"] = tenant
@@ -559,18 +559,18 @@ def build_router(broker: Broker) -> APIRouter:
         raw = await request.body()
         entity_id: str = request.path_params["entity_id"]
         if writes_on_loop(request):  # checked and parsed here, written by the group's writer thread
-            tenant, update = _update_attrs(entity_id, request, principal, raw)
-            return _update_response(await broker.writes.run_async(tenant, update))
+            tenant, eid, update = _update_attrs(entity_id, request, principal, raw)
+            return _update_response(await broker.writes.run_async(tenant, eid, update))
         return await run_in_threadpool(_update_attrs_in_thread, entity_id, request, principal, raw)
 
     def _update_attrs_in_thread(entity_id: str, request: Request, principal: Principal | None, raw: bytes) -> Response:
-        tenant, update = _update_attrs(entity_id, request, principal, raw)
-        return _update_response(broker.writes.run(tenant, update))
+        tenant, eid, update = _update_attrs(entity_id, request, principal, raw)
+        return _update_response(broker.writes.run(tenant, eid, update))
 
     def _update_attrs(
         entity_id: str, request: Request, principal: Principal | None, raw: bytes
-    ) -> tuple[str, Change[service.UpdateResult]]:
-        """Update Attributes checked and parsed: the tenant and the change to write."""
+    ) -> tuple[str, str, Change[service.UpdateResult]]:
+        """Update Attributes checked and parsed: the tenant, the entity id and the change to write."""
         tenant, eid, body, ctx = entity_write(request, principal, entity_id, raw, patch=True)
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object of attributes.")
@@ -582,7 +582,7 @@ def build_router(broker: Broker) -> APIRouter:
         def update(session: Session, cs: ChangeSet) -> service.UpdateResult:
             return service.update(cs, _load_one(session, tenant, eid, gate), attrs, scope=scope, types=types)
 
-        return tenant, update
+        return tenant, eid, update
 
     @router.get("/entities/{entity_id:path}/attrs/{attr_id:path}", include_in_schema=False)
     @router.get("/entities/{entity_id:path}/attrs", include_in_schema=False)
@@ -601,7 +601,7 @@ def build_router(broker: Broker) -> APIRouter:
         def append(session: Session, cs: ChangeSet) -> service.UpdateResult:
             return service.append(cs, _load_one(session, tenant, eid, gate), inp, no_overwrite=no_overwrite)
 
-        return _update_response(broker.writes.run(tenant, append))
+        return _update_response(broker.writes.run(tenant, eid, append))
 
     @router.patch("/entities/{entity_id:path}/attrs/{attr_id:path}")
     def partial_attr_update(
@@ -625,7 +625,7 @@ def build_router(broker: Broker) -> APIRouter:
                 entity = _load_one(session, tenant, eid, gate)
                 service.delete_attribute(cs, entity, name, dataset_id=ds, delete_all=False)
 
-            broker.writes.run(tenant, delete_instance)
+            broker.writes.run(tenant, eid, delete_instance)
             return Response(status_code=204)
         if "type" not in fragment:
             doc.pop("type", None)
@@ -645,7 +645,7 @@ def build_router(broker: Broker) -> APIRouter:
                     parse_attribute(name, {"type": "GeoProperty", "value": doc["value"]}, ctx)
             service.partial_update(cs, entity, name, doc)
 
-        broker.writes.run(tenant, partial_update)
+        broker.writes.run(tenant, eid, partial_update)
         return Response(status_code=204)
 
     @router.put("/entities/{entity_id:path}/attrs/{attr_id:path}")
@@ -665,7 +665,7 @@ def build_router(broker: Broker) -> APIRouter:
         def replace(session: Session, cs: ChangeSet) -> None:
             service.replace_attribute(cs, _load_one(session, tenant, eid, gate), name, per_ds)
 
-        broker.writes.run(tenant, replace)
+        broker.writes.run(tenant, eid, replace)
         return Response(status_code=204)
 
     @router.delete("/entities/{entity_id:path}/attrs/{attr_id:path}")
@@ -685,7 +685,7 @@ def build_router(broker: Broker) -> APIRouter:
             else:
                 service.delete_attribute(cs, entity, name, dataset_id=dataset_id, delete_all=delete_all)
 
-        broker.writes.run(tenant, delete)
+        broker.writes.run(tenant, eid, delete)
         return Response(status_code=204)
 
     @router.delete("/entities/{entity_id:path}/attrs", include_in_schema=False)
@@ -707,7 +707,7 @@ def build_router(broker: Broker) -> APIRouter:
         def delete(session: Session, cs: ChangeSet) -> None:
             cs.drop(_load_one(session, tenant, eid, gate))
 
-        broker.writes.run(tenant, delete)
+        broker.writes.run(tenant, eid, delete)
         return Response(status_code=204)
 
     @router.patch("/entities/{entity_id:path}")
@@ -719,7 +719,7 @@ def build_router(broker: Broker) -> APIRouter:
         def merge(session: Session, cs: ChangeSet) -> None:
             service.merge(cs, _load_one(session, tenant, eid, gate), inp)
 
-        broker.writes.run(tenant, merge)
+        broker.writes.run(tenant, eid, merge)
         return Response(status_code=204)
 
     @router.put("/entities/{entity_id:path}")
@@ -733,7 +733,7 @@ def build_router(broker: Broker) -> APIRouter:
         def replace(session: Session, cs: ChangeSet) -> None:
             service.replace(cs, _load_one(session, tenant, eid, gate), inp)
 
-        broker.writes.run(tenant, replace)
+        broker.writes.run(tenant, eid, replace)
         return Response(status_code=204)
 
     # ------------------------------------------------------------------ discovery

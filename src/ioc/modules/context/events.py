@@ -65,11 +65,13 @@ def write_changes(session: Session, cs: ChangeSet, core: ActiveContext) -> None:
 
 def publish_changes(session: Session, cs: ChangeSet, core: ActiveContext) -> None:
     """One event per changed entity, in the caller's transaction."""
+    publish_many(session, change_events(cs, core))
+
+
+def change_events(cs: ChangeSet, core: ActiveContext) -> list[Outgoing[EntityChange]]:
+    """The events of a change set, rendered from its entities as they are now."""
     opts = RenderOptions()
-    publish_many(
-        session,
-        [Outgoing(TOPICS[ev.kind], _payload(cs, ev, core, opts)) for ev in cs.events.values() if ev.kind != "gone"],
-    )
+    return [Outgoing(TOPICS[ev.kind], _payload(cs, ev, core, opts)) for ev in cs.events.values() if ev.kind != "gone"]
 
 
 def _payload(cs: ChangeSet, ev: EntityEvent, core: ActiveContext, opts: RenderOptions) -> EntityChange:

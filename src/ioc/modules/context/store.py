@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, and_, any_, bindparam, delete, insert, select, tuple_
@@ -24,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ioc.core.db import Database, LoopReads, UTCDateTime
+from ioc.core.db import Database, LoopReads, bulk_write
 from ioc.core.geo import GeometryError, geojson_bbox
 
 from .entity import SCOPE, format_datetime, parse_datetime
@@ -134,6 +133,19 @@ class ChangeSet:
     removed: dict[tuple[str, str, str], StoredEntity] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     events: dict[str, EntityEvent] = field(default_factory=dict)
+
+    def absorb(self, other: ChangeSet) -> None:
+        """Take in what ``other`` recorded, a change set of the same tenant over other entities,
+        so that :func:`flush` writes both at once."""
+        assert other.tenant == self.tenant and not set(other.events) & set(self.events)
+        self.new.extend(other.new)
+        self.touched.update(other.touched)
+        self.types_changed |= other.types_changed
+        self.dropped.extend(other.dropped)
+        self.put.update(other.put)
+        self.removed.update(other.removed)
+        self.history.extend(other.history)
+        self.events.update(other.events)
 
     # -- recording ----------------------------------------------------------
     def _event(self, entity: StoredEntity, kind: str) -> EntityEvent:
@@ -519,95 +531,19 @@ def _upsert(
 ) -> None:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE`` ``update_cols`` (``DO NOTHING`` without) of many rows."""
     if rows:
-        _executemany(session, table, rows, tuple(keys), tuple(update_cols))
+        bulk_write(session, table, rows, keys=tuple(keys), update_cols=tuple(update_cols))
 
 
 def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """A bulk INSERT (no ORM unit of work)."""
     if rows:
-        _executemany(session, table, rows, None, ())
+        bulk_write(session, table, rows)
 
 
 def _update_many(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> None:
     """``UPDATE ... SET`` the rows' other columns ``WHERE key = ...`` of many rows (no ORM unit of work)."""
     if rows:
-        _executemany(session, table, rows, (key,), (), update=True)
-
-
-def _executemany(
-    session: Session,
-    table: Table,
-    rows: list[dict[str, Any]],
-    keys: tuple[str, ...] | None,
-    update_cols: tuple[str, ...],
-    *,
-    update: bool = False,
-) -> None:
-    """The driver's executemany with positional parameters, each converted by its column type's
-    own bind processor, as SQLAlchemy would send it (pipeline mode and one prepared statement
-    on PostgreSQL). SQLAlchemy's own paths cost more than the write: multi-row VALUES pages made
-    psycopg parse a query of thousands of named parameters per page (never cached: too long),
-    and on SQLite its per-row parameter processing converted the change set's one timestamp
-    again for every row; here a timestamp is converted once per statement. An INSERT (ON
-    CONFLICT ``keys`` when given), or with ``update`` an UPDATE by ``keys``."""
-    conn = session.connection()
-    cols = tuple(rows[0])
-    if update and keys is not None:
-        cols = (*(c for c in cols if c not in keys), *keys)  # SET ... WHERE: the keys' values last
-    sql, processors, timestamps = _bulk_statement(table, cols, keys, update_cols, conn.dialect, update)
-    # Column by column, so the conversions run in C loops (map) rather than a call per value.
-    columns: list[list[Any]] = []
-    for col, proc, timestamp in zip(cols, processors, timestamps, strict=True):
-        values = list(map(itemgetter(col), rows))
-        if proc is None:
-            columns.append(values)
-        elif timestamp:
-            memo = {v: proc(v) for v in set(values)}  # a change set's rows share a few timestamps
-            columns.append(list(map(memo.__getitem__, values)))
-        else:
-            columns.append(list(map(proc, values)))
-    params = list(zip(*columns, strict=True))
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(sql, params)
-    finally:
-        cursor.close()
-
-
-@functools.lru_cache(maxsize=64)
-def _bulk_statement(
-    table: Table,
-    cols: tuple[str, ...],
-    keys: tuple[str, ...] | None,
-    update_cols: tuple[str, ...],
-    dialect: Any,
-    update: bool = False,
-) -> tuple[str, list[Any], list[bool]]:
-    """The statement, the columns' bind processors, and which columns hold timestamps."""
-    quote = dialect.identifier_preparer.quote
-    mark = "%s" if dialect.name == "postgresql" else "?"
-    if update and keys is not None:
-        sql = (
-            f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in cols if c not in keys)} "
-            f"WHERE {' AND '.join(f'{quote(k)} = {mark}' for k in keys)}"
-        )
-    else:
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in cols)}) "
-            f"VALUES ({', '.join([mark] * len(cols))})"
-        )
-        if keys is not None:
-            sql += f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
-            sql += (
-                "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update_cols)
-                if update_cols
-                else "DO NOTHING"
-            )
-    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
-    timestamps = [
-        isinstance(table.c[c].type, UTCDateTime) and p is not None for c, p in zip(cols, processors, strict=True)
-    ]
-    return sql, processors, timestamps
+        bulk_write(session, table, rows, keys=(key,), update=True)
 
 
 def _value_columns(doc: dict[str, Any]) -> dict[str, Any]:
