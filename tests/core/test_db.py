@@ -23,7 +23,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ioc.core import db as db_module
 from ioc.core.auth import Agency
-from ioc.core.db import Database, LoopReads, SerialisedWriterConnection, _is_write, sqlite_write_lock, utcnow
+from ioc.core.db import (
+    Database,
+    LoopReads,
+    SerialisedWriterConnection,
+    SqliteLoopReads,
+    _is_write,
+    sqlite_write_lock,
+    utcnow,
+)
 from tests.conftest import wait_for
 
 
@@ -136,13 +144,27 @@ def test_a_connection_that_died_in_the_pool_is_replaced(db: Database, monkeypatc
 def test_reads_on_the_loop_decode_json_and_replace_a_connection_the_server_ended(db: Database) -> None:
     """PostgreSQL's reads on the event loop (``LoopReads``, open while serving): rows as the
     engine gives them (JSON documents decoded), and a pooled connection that PostgreSQL ended
-    meanwhile (a restart) is replaced and the read run again, without an error. On SQLite there
-    are none (reads by key run on the loop as they are)."""
+    meanwhile (a restart) is replaced and the read run again, without an error. A SQLite file's
+    (``SqliteLoopReads``) are one connection of the loop's own, outside the pool, that keeps no
+    snapshot open between reads; none in memory."""
 
     async def scenario() -> None:
         await db.open_loop_reads()
         if db.dialect != "postgresql":
-            assert db.loop_reads is None
+            reads = db.loop_reads
+            assert isinstance(reads, SqliteLoopReads)
+            checked_out = db.engine.pool.checkedout()  # type: ignore[attr-defined]
+            assert await reads.fetch_all("SELECT ?, json('[1.5]')", (7,)) == [(7, "[1.5]")]
+            assert db.engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+            with db.session() as s:
+                s.execute(text("CREATE TABLE after_read (x INTEGER)"))
+            # the next read sees what was committed since: no snapshot is left open between reads
+            assert await reads.fetch_all("SELECT count(*) FROM after_read", ()) == [(0,)]
+            await db.close_loop_reads()
+            assert db.loop_reads is None and reads.served == 2
+            memory = Database("sqlite://")
+            await memory.open_loop_reads()
+            assert memory.loop_reads is None
             return
         assert db.loop_reads is not None
         rows = await db.loop_reads.fetch_all("SELECT %s::jsonb", ('{"a": [1.5, "x"]}',))

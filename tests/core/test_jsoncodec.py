@@ -17,6 +17,7 @@ DOCS: list[Any] = [
     [1, 2.0, -3, 0.1, 1e16, 1.5e-7],
     {"big": 2**70, "negative": -(2**65), "edge": 2**63 - 1, "nested": [{"x": 123456789012345678901234567890}]},
     {"id": "urn:ngsi-ld:Thing:12345678901234567890", "value": 7},  # a long digit run that is no number
+    {"ward": "Phường Vinh Hưng", "count": 2**64, "code": "٣" * 20},  # non-ASCII text and digits beside a big one
 ]
 
 

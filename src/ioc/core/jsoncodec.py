@@ -11,14 +11,20 @@ decodes them as floats (:func:`loads` leaves texts with a run of 19 or more digi
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-#: A run of digits that may be an integer beyond 64 bits (2**63 has 19 digits).
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+#: Every byte that is an ASCII digit as ``0``, every other one as ``.``: a text so translated holds
+#: a run of 19 zeros where it holds a run of digits that may be an integer beyond 64 bits (2**63
+#: has 19). One C pass (``bytes.translate``), several times cheaper than a regular expression's
+#: search, which had been most of the decoding of a small document.
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _long_digits(raw: bytes) -> bool:
+    return _LONG_RUN in raw.translate(_DIGITS)
 
 
 def dumps_bytes(value: Any) -> bytes:
@@ -36,7 +42,6 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | bytes) -> Any:
     """The value of a JSON text, integers of any size kept exact."""
-    if isinstance(text, bytes | bytearray | memoryview):
-        raw = bytes(text)
-        return json.loads(raw) if _LONG_DIGITS_BYTES.search(raw) else orjson.loads(raw)
-    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+    raw = bytes(text) if isinstance(text, bytes | bytearray | memoryview) else text
+    probe = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    return json.loads(raw) if _long_digits(probe) else orjson.loads(raw)

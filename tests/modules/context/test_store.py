@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 
-from ioc.core.db import Database, LoopReads, utcnow
+from ioc.core.db import Database, LoopReads, Reads, SqliteLoopReads, utcnow
 from ioc.modules.context.errors import NgsiError
 from ioc.modules.context.models import NgsiAttributeHistory, NgsiTenant
 from ioc.modules.context.store import (
@@ -80,11 +80,10 @@ def test_read_one_loads_what_load_entities_loads(ngsi: Ngsi, db: Database) -> No
 
 
 def test_read_one_on_loop_reads_what_read_one_reads(ngsi: Ngsi, db: Database) -> None:
-    """On PostgreSQL Retrieve Entity awaits its read on the event loop (``read_one_on_loop``): the
-    same entities as ``read_one``, the same None for a missing one, the same refusal of a
-    missing tenant."""
-    if db.dialect != "postgresql":
-        pytest.skip("PostgreSQL only: on SQLite reads by key run on the loop as they are")
+    """While serving, Retrieve Entity reads on the event loop's own connections
+    (``read_one_on_loop``: PostgreSQL's async pool, a SQLite file's connection): the same
+    entities as ``read_one``, the same None for a missing one, the same refusal of a missing
+    tenant."""
     _create_two(ngsi)
     cases = [("", "urn:ngsi-ld:Vehicle:r1"), ("t1", "urn:ngsi-ld:Vehicle:bare"), ("", "urn:ngsi-ld:Vehicle:none")]
 
@@ -105,27 +104,26 @@ def test_read_one_on_loop_reads_what_read_one_reads(ngsi: Ngsi, db: Database) ->
     assert got[0] is not None and len(got[0].attrs) == 3 and got[2] is None
 
 
-def test_retrieve_entity_on_postgresql_awaits_its_read_on_the_loop(ngsi: Ngsi, app: FastAPI) -> None:
-    """A plain Retrieve Entity on PostgreSQL reads through the server's ``LoopReads``; one with a
-    ``Link`` header (a context that may have to be fetched) in the thread pool. Both answer the
-    same, and so do the refusals the loop's read leaves to the thread pool's path."""
+def test_retrieve_entity_reads_on_the_loops_own_connections(ngsi: Ngsi, app: FastAPI) -> None:
+    """A plain Retrieve Entity reads through the server's reads on the event loop (PostgreSQL's
+    ``LoopReads``, a SQLite file's ``SqliteLoopReads``); one with a ``Link`` header (a context
+    that may have to be fetched) in the thread pool. Both answer the same, and so do the
+    refusals the loop's read leaves to the thread pool's path."""
     db: Database = app.state.db
 
-    def on_the_loop() -> LoopReads | None:  # the client's event loop: the server's reads belong to it
+    def on_the_loop() -> Reads | None:  # the client's event loop: the server's reads belong to it
         portal = ngsi.client.portal
         assert portal is not None
         return portal.call(lambda: db.loop_reads)
 
-    if db.dialect != "postgresql":
-        assert on_the_loop() is None
-        pytest.skip("PostgreSQL only")
-    assert on_the_loop() is not None and db.loop_reads is None  # off the loop: none
+    expected = LoopReads if db.dialect == "postgresql" else SqliteLoopReads
+    assert isinstance(on_the_loop(), expected) and db.loop_reads is None  # off the loop: none
     _create_two(ngsi)
 
     def loop_reads_so_far() -> int:
         reads = on_the_loop()
         assert reads is not None
-        return int(reads.pool.get_stats().get("requests_num", 0))
+        return reads.served
 
     before = loop_reads_so_far()
     on_loop = ngsi.get("/entities/urn:ngsi-ld:Vehicle:r1")

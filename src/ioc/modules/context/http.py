@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ioc.core.auth import SESSION_STAMP, SESSION_STARTED, SESSION_USER, Principal, optional_principal
-from ioc.core.db import LoopReads, get_database
+from ioc.core.db import Reads, get_database
 from ioc.core.jsoncodec import dumps_bytes, loads
 
 from .entity import STRICT_INPUT
@@ -53,8 +53,8 @@ async def read_by_key(request: Request, read: Callable[_P, Response], *args: _P.
     a few hundred microseconds of CPU; readers never wait for writers in WAL mode), in the thread
     pool otherwise. Handing the read to a worker thread, and the answer back, costs more than the
     read itself: the two threads' turns at the interpreter lock, about a fifth of a GET's CPU
-    under concurrent clients. On PostgreSQL a route awaits its read on the loop instead
-    (``loop_reads``).
+    under concurrent clients. While a server serves, a route reads on the loop's own connections
+    instead (``loop_reads``); this is the way when it does not (an app without its lifespan).
     """
     if reads_on_loop(request) and get_database(request).dialect == "sqlite":
         return read(*args, **kwargs)
@@ -80,9 +80,9 @@ def writes_on_loop(request: Request) -> bool:
     return "link" not in request.headers and not request.headers.get("content-type", "").lower().startswith(JSONLD)
 
 
-def loop_reads(request: Request) -> LoopReads | None:
-    """The server's reads on the event loop (PostgreSQL, while serving) when the request's read
-    by key may be awaited there (``reads_on_loop``); None otherwise."""
+def loop_reads(request: Request) -> Reads | None:
+    """The server's reads on the event loop (while serving) when the request's read by key may be
+    done there (``reads_on_loop``); None otherwise."""
     reads = get_database(request).loop_reads
     return reads if reads is not None and reads_on_loop(request) else None
 

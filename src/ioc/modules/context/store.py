@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ioc.core.db import Database, LoopReads, bulk_write
+from ioc.core.db import Database, Reads, bulk_write
 from ioc.core.geo import GeometryError, geojson_bbox
 
 from .entity import SCOPE, format_datetime, parse_datetime
@@ -414,8 +414,8 @@ def read_one(db: Database, tenant: str, entity_id: str) -> StoredEntity | None:
     return entity
 
 
-async def read_one_on_loop(reads: LoopReads, dialect: Dialect, tenant: str, entity_id: str) -> StoredEntity | None:
-    """:func:`read_one` on the event loop, over the server's :class:`~ioc.core.db.LoopReads` (PostgreSQL)."""
+async def read_one_on_loop(reads: Reads, dialect: Dialect, tenant: str, entity_id: str) -> StoredEntity | None:
+    """:func:`read_one` on the event loop, over the server's reads there (``ioc.core.db.Reads``)."""
 
     async def fetch_all(statement: Select[Any], params: dict[str, Any]) -> list[Any]:
         return await reads.fetch_all(*_driver_statement(dialect, statement, params))
