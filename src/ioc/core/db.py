@@ -385,7 +385,6 @@ class WalCheckpointer:
     def __init__(self, database: str, every: float = SQLITE_CHECKPOINT_EVERY_S) -> None:
         self.database = database
         self.every = every
-        self.checkpoints = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -407,7 +406,6 @@ class WalCheckpointer:
             while not self._stop.wait(self.every):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
                 except sqlite3.Error as exc:  # busy (another checkpointer), a disk error: next turn
                     log.debug("WAL checkpoint of %s: %s", self.database, exc)
         finally:

@@ -191,8 +191,8 @@ def publish_many(session: Session, events: Sequence[Outgoing[Any]]) -> None:
             }
         )
     # the driver's executemany (``bulk_write``): SQLAlchemy's execution path cost more than the write
-    if session.connection().dialect.name == "postgresql":
-        conn = session.connection()
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
         for new_id, xid in bulk_write(session, _OUTBOX, rows, returning=_OUTBOX_RETURNING):
             pending: tuple[str, list[int]] | None = conn.info.get(_PENDING_KEY)
             if pending is None or pending[0] != xid:  # left over from a transaction that ended elsewhere
