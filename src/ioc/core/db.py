@@ -376,8 +376,9 @@ class WalCheckpointer:
 
     SQLite does it in the commit that lets the log pass ``wal_autocheckpoint`` pages: that writer
     then copies pages and waits for two fsyncs while it holds the write lock, and every writer
-    queued behind it waits too (one commit in ~60 took 10-20 ms where the others took 0.5 ms, and
-    the checkpoints cost a fifth of the writer's time). A PASSIVE checkpoint waits for nobody:
+    queued behind it waits too (4,000 grouped changes in-process: commits took up to 20 ms against
+    a median of 0.5 ms, 0.52 s in all against 0.19 s without, and the writer's CPU per change was
+    331 µs against 262 µs). A PASSIVE checkpoint waits for nobody:
     writers go on while it copies what is already committed, and it copies what it can without
     disturbing readers, the rest on its next turn. Two processes' checkpointers on one file take
     turns (the one that finds the other at it returns at once)."""
