@@ -682,7 +682,7 @@ def flush(session: Session, cs: ChangeSet) -> None:
 @contextmanager
 def _pipelined(session: Session) -> Iterator[None]:
     """On PostgreSQL, the driver's pipeline mode for the statements run inside (those sent
-    through the driver's own cursor, ``_executemany``): queued and sent together, their results
+    through the driver's own cursor, ``ioc.core.db.bulk_write``): queued and sent together, their results
     read at the end, one round trip instead of one each. An error of any of them is raised on
     leaving, the transaction then failed as it would be at that statement."""
     conn = session.connection()
