@@ -50,6 +50,41 @@ def test_times_come_back_aware_in_utc(db: Database) -> None:
         assert agency.created_at.tzinfo is not None
 
 
+def test_sqlite_stores_times_as_sqlalchemys_text_and_compares_them_in_sql(db: Database) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL stores timestamptz")
+    # SQL compares these timestamps as text, against rows written by earlier versions in
+    # SQLAlchemy's own format: the text must stay exactly that (microseconds always written).
+    hanoi = timezone(timedelta(hours=7))
+    times = {
+        "sang": datetime(2025, 7, 1, 8, tzinfo=hanoi),  # 01:00 UTC, no microseconds
+        "chieu": datetime(2025, 7, 1, 1, 0, 0, 5, tzinfo=UTC),
+        "xua": datetime(999, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
+    }
+    with db.session() as s:
+        for key, at in times.items():
+            s.add(Agency(id=key, name=key, kind="department", created_at=at))
+    ours = Agency.id.in_(times)
+    with db.session() as s:
+        stored = dict(s.execute(text("SELECT id, created_at FROM agencies WHERE id IN ('sang', 'chieu', 'xua')")).all())
+        assert stored == {
+            "sang": "2025-07-01 01:00:00.000000",
+            "chieu": "2025-07-01 01:00:00.000005",
+            "xua": "0999-01-02 03:04:05.600000",
+        }
+        later = s.scalars(select(Agency.id).where(ours, Agency.created_at > datetime(2025, 7, 1, 8, tzinfo=hanoi))).all()
+        assert later == ["chieu"]
+        back = dict(s.execute(select(Agency.id, Agency.created_at).where(ours)).all())
+        assert back == {key: at.astimezone(UTC) for key, at in times.items()}
+        assert all(at.tzinfo is UTC for at in back.values())
+        # text written by another tool (no fraction, or an offset) reads back in UTC as well
+        s.execute(text("UPDATE agencies SET created_at = '2025-07-01 08:00:00+07:00' WHERE id = 'sang'"))
+        s.execute(text("UPDATE agencies SET created_at = '2025-07-01 01:00:00' WHERE id = 'xua'"))
+        s.expire_all()
+        assert s.get(Agency, "sang").created_at == datetime(2025, 7, 1, 1, tzinfo=UTC)  # type: ignore[union-attr]
+        assert s.get(Agency, "xua").created_at == datetime(2025, 7, 1, 1, tzinfo=UTC)  # type: ignore[union-attr]
+
+
 def test_naive_datetimes_are_refused(db: Database) -> None:
     with pytest.raises(Exception, match="naive"), db.session() as s:
         s.add(Agency(id="ngay-tho", name="x", kind="department", created_at=datetime(2025, 1, 1)))
