@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -198,6 +198,47 @@ def test_a_change_of_an_entity_the_group_touched_sees_the_earlier_change(db: Dat
     )
     assert results[2] == 11  # the group was written before the change of the same entity loaded it
     assert _speeds(db, other) == [420, 21]
+
+
+def test_a_batch_reads_its_entities_together(db: Database) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("statements counted with SQLite's trace callback; PostgreSQL runs the same code")
+    writes = EntityWrites(db, CORE)
+    ids = [f"urn:ngsi-ld:Vehicle:{n}" for n in range(61, 67)]
+    for n, eid in enumerate(ids, start=61):
+        writes.run("", eid, lambda session, cs, n=n: service.create(cs, None, parse_entity(vehicle(n), CORE)))
+    reads: list[str] = []
+
+    def trace(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.set_trace_callback(lambda sql: reads.append(sql) if sql.startswith("SELECT") else None)
+
+    event.listen(db.engine, "checkout", trace)
+    try:
+        results = _one_batch(writes, [("", eid, _speed_update(eid, 200 + k)) for k, eid in enumerate(ids)])
+    finally:
+        event.remove(db.engine, "checkout", trace)
+    assert [r.updated for r in results] == [[SPEED]] * 6
+    assert [_speeds(db, eid)[-1] for eid in ids] == [200 + k for k in range(6)]
+    # the six entities and their attributes in two statements, not one each
+    assert len([sql for sql in reads if "FROM ngsild_entities" in sql]) == 1, reads
+    assert len([sql for sql in reads if "FROM ngsild_attributes" in sql]) == 1, reads
+
+
+def test_a_change_that_did_not_take_its_prefetched_entity_leaves_a_later_one_to_read_it_again(
+    db: Database,
+) -> None:
+    writes = EntityWrites(db, CORE)
+    new = parse_entity(vehicle(71), CORE)
+    results = _one_batch(
+        writes,
+        [
+            # creates without loading: the batch's read, before it, found no such entity
+            ("", str(new.id), lambda session, cs: service.create(cs, None, new)),
+            ("", str(new.id), _speed_update(str(new.id), 72)),
+        ],
+    )
+    assert results[1].updated == [SPEED]  # not ResourceNotFound from the read before the create
+    assert _speeds(db, str(new.id)) == [710, 72]
 
 
 def test_a_tenants_first_write_is_written_before_the_changes_after_it(db: Database) -> None:

@@ -469,6 +469,9 @@ def load_entities(
     """
     found: dict[str, StoredEntity] = {}
     unique = list(dict.fromkeys(ids))
+    if len(unique) == 1 and names is None and (key := (tenant, unique[0])) in session.info.get(_PREFETCHED, ()):
+        entity = session.info[_PREFETCHED].pop(key)
+        return {entity.id: entity} if entity is not None else {}
     conn = session.connection()
     if len(unique) == 1 and names is None:
         # one entity, the most frequent load (every write to one entity): in the session's
@@ -483,6 +486,26 @@ def load_entities(
             found[eid] = StoredEntity(pk, eid, list(types), scope, created, modified, expires_at=expires)
     _load_attrs(session, list(found.values()), names)
     return found
+
+
+#: ``Session.info`` key of the entities :func:`prefetch` loaded for the loads that follow.
+_PREFETCHED = "ngsild_prefetched"
+
+
+def prefetch(session: Session, tenant: str, ids: Sequence[str]) -> None:
+    """Load the entities ``ids`` of ``tenant`` in one go (two statements, where loading each
+    apart takes one per entity, and on PostgreSQL a round trip each) for the single-entity loads
+    of this session that follow: the next :func:`load_entities` of one of them, all its
+    attributes, takes the entity loaded here (or its absence) instead of reading it again. The
+    caller makes sure nothing writes an entity between its prefetch and that load, and drops
+    what a change did not take (:func:`forget_prefetched`)."""
+    found = load_entities(session, tenant, ids)
+    session.info.setdefault(_PREFETCHED, {}).update({(tenant, eid): found.get(eid) for eid in ids})
+
+
+def forget_prefetched(session: Session, tenant: str, entity_id: str) -> None:
+    """Drop the entity :func:`prefetch` loaded, if no load took it: it may be written now."""
+    session.info.get(_PREFETCHED, {}).pop((tenant, entity_id), None)
 
 
 def load_by_pks(session: Session, pks: Sequence[int], *, names: Iterable[str] | None = None) -> list[StoredEntity]:

@@ -14,6 +14,10 @@ each exactly as it would alone, in arrival order:
   that an earlier change of the group touched, or of another tenant, the group is written, so
   every change loads what the ones before it wrote; so is the group a tenant's first write is
   in, so that the tenant exists for the changes after it;
+* the entities a batch names are read together before its first change (``store.prefetch``:
+  two statements rather than one per change, on PostgreSQL two round trips); each change's load
+  takes its own entity from there, and a later change of the same entity, after the group is
+  written, reads it again;
 * a change that refuses (an :class:`NgsiError`: no such entity, a wrong kind of attribute) has
   recorded nothing that is kept and leaves the others alone; its caller gets the error.
 """
@@ -32,7 +36,7 @@ from ioc.core.group_commit import GroupCommit
 from .errors import NgsiError
 from .events import change_events
 from .ld import ActiveContext
-from .store import ChangeSet, flush, tenant_exists
+from .store import ChangeSet, flush, forget_prefetched, prefetch, tenant_exists
 
 R = TypeVar("R")
 
@@ -99,6 +103,14 @@ class EntityWrites:
     def _store(self, session: Session, items: list[_Item]) -> list[Any]:
         results: list[Any] = []
         group = _Group()
+        if len(items) > 1:
+            # the entities of the batch, read together: each change's load takes its own
+            ids: dict[str, dict[str, None]] = {}
+            for tenant, entity_id, _ in items:
+                ids.setdefault(tenant, {})[entity_id] = None
+            for tenant, entity_ids in ids.items():
+                if tenant_exists(session, tenant):
+                    prefetch(session, tenant, list(entity_ids))
         for tenant, entity_id, change in items:
             if not group.admits(tenant, entity_id):
                 group.write(session)
@@ -108,6 +120,8 @@ class EntityWrites:
             except NgsiError as exc:  # raised before anything of this change was written
                 results.append(_Refused(exc))
                 continue
+            finally:  # a later change of this entity reads what this one wrote
+                forget_prefetched(session, tenant, entity_id)
             group.add(cs, entity_id, change_events(cs, self.core))
             if not tenant_exists(session, tenant):  # its first write: the tenant is created with it
                 group.write(session)
