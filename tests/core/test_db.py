@@ -72,7 +72,9 @@ def test_sqlite_stores_times_as_sqlalchemys_text_and_compares_them_in_sql(db: Da
             "chieu": "2025-07-01 01:00:00.000005",
             "xua": "0999-01-02 03:04:05.600000",
         }
-        later = s.scalars(select(Agency.id).where(ours, Agency.created_at > datetime(2025, 7, 1, 8, tzinfo=hanoi))).all()
+        later = s.scalars(
+            select(Agency.id).where(ours, Agency.created_at > datetime(2025, 7, 1, 8, tzinfo=hanoi))
+        ).all()
         assert later == ["chieu"]
         back = dict(s.execute(select(Agency.id, Agency.created_at).where(ours)).all())
         assert back == {key: at.astimezone(UTC) for key, at in times.items()}
