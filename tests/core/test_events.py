@@ -603,29 +603,59 @@ def test_consumers_of_one_round_read_each_payload_once(
     assert len(read) == 2 and first[-1].payload["n"] == second[-1].payload["n"] == 8
 
 
-def test_a_consumer_with_only_other_topics_past_it_is_moved_without_running(db: Database, bus: EventBus) -> None:
+def test_a_consumer_with_only_other_topics_past_it_is_moved_without_running(
+    db: Database, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Its cursor moves past events of other topics in one shared transaction, not in a round of
-    its own (lock, read, write); from where it was read only, and never past a failure."""
+    its own (lock, read, write); from where it was read only, and never past a failure. The row
+    is written once they are many (``MOVE_AFTER_EVENTS``), some time after its last move
+    (``MOVE_AFTER_SECONDS``) or at a round that finds nothing new, not at every round under a
+    stream of writes: between, the process remembers how far it saw."""
+    monkeypatch.setattr(events_module, "MOVE_AFTER_SECONDS", 3600.0)  # however slow the machine
+    monkeypatch.setattr(events_module, "MOVE_AFTER_EVENTS", 10**9)
     calls: list[int] = []
     bus.consume("things", "test.thing", record_handler(calls))
     emit(db, THING, 1)
     bus.poll_once()
     runs = bus.stats.consumer_runs
+    written = cursor_of(db, "things").last_id
     emit(db, OTHER, *range(2, 12))
-    bus.poll_once()
-    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    bus.poll_once()  # a few of other topics, just after its row was written: the row stays
+    assert cursor_of(db, "things").last_id == written < latest_event_id_of(db)
     assert bus.stats.consumer_runs == runs and len(calls) == 1
-    bus.BATCH = 3  # more of them than one read holds: past them all in the same round
     emit(db, OTHER, *range(20, 30))
     bus.poll_once()
-    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    assert cursor_of(db, "things").last_id == written
     assert bus.stats.consumer_runs == runs
-    bus.BATCH = 500
-    emit(db, OTHER, 12)
-    emit(db, THING, 13)  # one of its own among them: it runs, past everything
+    emit(db, THING, 30)  # one of its own behind them: it runs from the row, past everything
     bus.poll_once()
     assert bus.stats.consumer_runs == runs + 1 and len(calls) == 2
     assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+
+    emit(db, OTHER, *range(31, 35))
+    bus.poll_once()
+    row = cursor_of(db, "things").last_id
+    assert row < latest_event_id_of(db)
+    bus.BATCH = 3  # more of them than one read holds: past them all in the same round
+    emit(db, OTHER, *range(35, 40))
+    # (ids, not events: PostgreSQL's sequence leaves gaps, and the bound is on what a run rescans)
+    monkeypatch.setattr(events_module, "MOVE_AFTER_EVENTS", latest_event_id_of(db) - row)  # that many now
+    bus.poll_once()
+    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    emit(db, OTHER, 40)
+    bus.poll_once()
+    assert cursor_of(db, "things").last_id < latest_event_id_of(db)
+    bus._consumers["things"].moved_at -= events_module.MOVE_AFTER_SECONDS  # that long after its last move
+    emit(db, OTHER, 41)
+    bus.poll_once()
+    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    emit(db, OTHER, 42)
+    bus.poll_once()
+    assert cursor_of(db, "things").last_id < latest_event_id_of(db)
+    bus.poll_once()  # a round that finds nothing new: the row is moved where the consumer is
+    assert cursor_of(db, "things").last_id == latest_event_id_of(db)
+    assert bus.stats.consumer_runs == runs + 1 and len(calls) == 2
+    bus.BATCH = 500
 
     at = cursor_of(db, "things").last_id
     bus._move_cursors([("things", at - 1, at + 5)])  # moved meanwhile by another worker: left alone
@@ -634,6 +664,22 @@ def test_a_consumer_with_only_other_topics_past_it_is_moved_without_running(db: 
         s.execute(update(EventCursor).where(EventCursor.name == "things").values(failures=1))
     bus._move_cursors([("things", at, at + 5)])  # failing: left where the failure holds it
     assert cursor_of(db, "things").last_id == at
+
+
+def test_a_running_bus_moves_the_rows_left_behind_soon_after_the_writes_stop(db: Database) -> None:
+    """Without a commit to wake it, the consumers' thread looks again after
+    ``MOVE_WHEN_IDLE_SECONDS`` while moves are left, not after the poll interval."""
+    bus = EventBus(db, poll_seconds=60)
+    calls: list[int] = []
+    bus.consume("things", "test.thing", record_handler(calls))
+    try:
+        bus.start()
+        emit(db, THING, 1)
+        wait_for(lambda: len(calls) == 1)
+        emit(db, OTHER, 2, 3)  # its row was just written: these are left for later
+        wait_for(lambda: cursor_of(db, "things").last_id == latest_event_id_of(db), timeout=10)
+    finally:
+        bus.stop()
 
 
 def test_backoff_is_shared_through_the_database(settings: Any, db: Database) -> None:

@@ -353,6 +353,10 @@ class _Consumer:
     handler: DurableHandler
     start: StartFrom
     retry_at: float = 0.0  # time.monotonic() before which this process does not try again
+    # Events up to this id were found to be all of other topics since the cursor was last
+    # written (this process's knowledge; the cursor row is moved past them now and then).
+    passed: int = 0
+    moved_at: float = 0.0  # time.monotonic() of this process's last move of the cursor row
 
 
 @dataclass(eq=False)
@@ -423,6 +427,16 @@ class _HandlerFailed(Exception):
 #: server's CPU. The pause after a long round is at most ``MAX_ROUND_PAUSE_SECONDS``.
 ROUND_SPACING = 5.0
 MAX_ROUND_PAUSE_SECONDS = 0.25
+#: A consumer whose new events are all of other topics has its cursor row moved past them once
+#: they are this many (at most a batch for its next run to scan again), or this long after its
+#: last move: not at every round, which would be a write transaction each (on SQLite, a turn at
+#: the one writer's lock) and, under a stream of writes, a fifth of the bus's work.
+MOVE_AFTER_EVENTS = 500
+MOVE_AFTER_SECONDS = 2.0
+#: A round that finds nothing new writes the moves left over; with some left, the consumers'
+#: thread looks again after this long even without a commit, so that the rows are where the
+#: consumers are soon after the stream of writes stops.
+MOVE_WHEN_IDLE_SECONDS = 0.05
 
 
 class EventBus:
@@ -464,6 +478,8 @@ class EventBus:
         self._threads: list[threading.Thread] = []
         self._notifier: _PgNotifier | None = None
         self._last_id: int | None = None  # last event handed to listeners
+        self._latest_seen = -1  # the newest event id the consumers' previous round saw
+        self._moves_left = False  # consumers past events whose cursor rows are not moved yet
         self._last_prune = float("-inf")
 
     # -- registration -------------------------------------------------------
@@ -625,7 +641,10 @@ class EventBus:
             except Exception as exc:  # keep going whatever one round did
                 log.exception("event bus round failed")
                 self.stats.errors = [*self.stats.errors[-9:], repr(exc)]
-            if wake.wait(self.poll_seconds):
+            timeout = self.poll_seconds
+            if wake is self._consume_wake and self._moves_left:
+                timeout = min(timeout, MOVE_WHEN_IDLE_SECONDS)
+            if wake.wait(timeout):
                 # woken by a commit: let the commits of the next moments join this one's round
                 took = time.monotonic() - started
                 pause = min(took * (ROUND_SPACING - 1), MAX_ROUND_PAUSE_SECONDS)
@@ -694,16 +713,21 @@ class EventBus:
 
     def _with_work(self, consumers: list[_Consumer]) -> list[_Consumer]:
         """The consumers with events of their topics to process, found without locking; the cursors of
-        the others move past what is new in one transaction (a round without new events writes nothing)."""
+        the others move past what is new in one transaction, when they are many, some time after
+        their last move, or at a round that finds nothing new (``MOVE_AFTER_EVENTS``, ...); until
+        then the process remembers how far each has passed. A round with nothing new and nothing
+        left to move writes nothing."""
         if not consumers:
             return []
         with self.db.session() as s:
             latest = latest_event_id(s)
+            idle, self._latest_seen = latest == self._latest_seen, latest
             names = [c.name for c in consumers]
             cursors = {c.name: c for c in s.scalars(select(EventCursor).where(EventCursor.name.in_(names)))}
             now = utcnow()
             due: list[_Consumer] = []
             moves: list[tuple[str, int, int]] = []
+            left = False
             for consumer in consumers:
                 cursor = cursors.get(consumer.name)
                 if cursor is None:
@@ -713,11 +737,23 @@ class EventBus:
                 elif cursor.failures:
                     due.append(consumer)
                 elif cursor.last_id < latest:
-                    passed_to = _passed_to(s, consumer.patterns, cursor.last_id, self.BATCH)
+                    checked = max(cursor.last_id, consumer.passed)  # what this process saw passed
+                    passed_to = _passed_to(s, consumer.patterns, checked, self.BATCH) if checked < latest else checked
                     if passed_to is None:
                         due.append(consumer)
-                    else:
+                        continue
+                    consumer.passed = passed_to
+                    mono = time.monotonic()
+                    if (
+                        idle
+                        or passed_to - cursor.last_id >= MOVE_AFTER_EVENTS
+                        or mono - consumer.moved_at >= MOVE_AFTER_SECONDS
+                    ):
                         moves.append((consumer.name, cursor.last_id, passed_to))
+                        consumer.moved_at = mono
+                    else:
+                        left = True
+        self._moves_left = left
         if moves:
             self._move_cursors(moves)
         return due
@@ -826,6 +862,7 @@ class EventBus:
                     exc_info=error,
                 )
                 return False
+            consumer.moved_at = time.monotonic()  # the row is written: a move as good as any
             if batch or cursor.failures or cursor.retry_at is not None:
                 cursor.failures = 0
                 cursor.retry_at = None
