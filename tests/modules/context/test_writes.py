@@ -207,10 +207,10 @@ def test_a_batch_reads_its_entities_together(db: Database) -> None:
     ids = [f"urn:ngsi-ld:Vehicle:{n}" for n in range(61, 67)]
     for n, eid in enumerate(ids, start=61):
         writes.run("", eid, lambda session, cs, n=n: service.create(cs, None, parse_entity(vehicle(n), CORE)))
-    reads: list[str] = []
+    statements: list[str] = []
 
     def trace(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        dbapi_connection.set_trace_callback(lambda sql: reads.append(sql) if sql.startswith("SELECT") else None)
+        dbapi_connection.set_trace_callback(statements.append)
 
     event.listen(db.engine, "checkout", trace)
     try:
@@ -220,8 +220,12 @@ def test_a_batch_reads_its_entities_together(db: Database) -> None:
     assert [r.updated for r in results] == [[SPEED]] * 6
     assert [_speeds(db, eid)[-1] for eid in ids] == [200 + k for k in range(6)]
     # the six entities and their attributes in two statements, not one each
+    reads = [sql for sql in statements if sql.startswith("SELECT")]
     assert len([sql for sql in reads if "FROM ngsild_entities" in sql]) == 1, reads
     assert len([sql for sql in reads if "FROM ngsild_attributes" in sql]) == 1, reads
+    # read holding the write lock: nobody else writes them before their changes
+    first_read = next(i for i, sql in enumerate(statements) if "FROM ngsild_entities" in sql)
+    assert "BEGIN IMMEDIATE" in statements[:first_read], statements[:first_read]
 
 
 def test_a_change_that_did_not_take_its_prefetched_entity_leaves_a_later_one_to_read_it_again(

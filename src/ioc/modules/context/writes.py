@@ -15,9 +15,9 @@ each exactly as it would alone, in arrival order:
   every change loads what the ones before it wrote; so is the group a tenant's first write is
   in, so that the tenant exists for the changes after it;
 * the entities a batch names are read together before its first change (``store.prefetch``:
-  two statements rather than one per change, on PostgreSQL two round trips); each change's load
-  takes its own entity from there, and a later change of the same entity, after the group is
-  written, reads it again;
+  two statements rather than one per change, on PostgreSQL two round trips), on SQLite with the
+  write lock already taken; each change's load takes its own entity from there, and a later
+  change of the same entity, after the group is written, reads it again;
 * a change that refuses (an :class:`NgsiError`: no such entity, a wrong kind of attribute) has
   recorded nothing that is kept and leaves the others alone; its caller gets the error.
 """
@@ -104,7 +104,11 @@ class EntityWrites:
         results: list[Any] = []
         group = _Group()
         if len(items) > 1:
-            # the entities of the batch, read together: each change's load takes its own
+            # the entities of the batch, read together: each change's load takes its own. On
+            # SQLite the batch takes the write lock first, so that no other writer changes one of
+            # them between this read and its change (PostgreSQL's loads never locked them).
+            if session.get_bind().dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             ids: dict[str, dict[str, None]] = {}
             for tenant, entity_id, _ in items:
                 ids.setdefault(tenant, {})[entity_id] = None
