@@ -62,15 +62,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: give a timezone")
-        value = value.astimezone(UTC)
+        value = _to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else _read_as_utc(value)
 
     # On SQLite a timestamp is text. SQLAlchemy converts it in two steps, the dialect's (a
     # %-format of seven fields; ``fromisoformat``) around ours, each a Python call per value, a
@@ -87,21 +83,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _sqlite_datetime
 
 
-def _sqlite_timestamp(value: datetime | None) -> str | None:
-    """A timestamp as SQLite stores it: UTC, ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy's format)."""
-    if value is None:
-        return None
+def _to_utc(value: datetime) -> datetime:
+    """A timestamp to store: in UTC; a naive one is refused (its zone is unknown)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime: give a timezone")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.astimezone(UTC)
+
+
+def _read_as_utc(value: datetime) -> datetime:
+    """A stored timestamp, aware in UTC (a naive one was stored in UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_timestamp(value: datetime | None) -> str | None:
+    """A timestamp as SQLite stores it: UTC, ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy's format)."""
+    return None if value is None else _to_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_datetime(value: str | None) -> datetime | None:
     """A timestamp read from SQLite, timezone-aware in UTC."""
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return None if value is None else _read_as_utc(datetime.fromisoformat(value))
 
 
 class Base(DeclarativeBase):

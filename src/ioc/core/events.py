@@ -586,12 +586,15 @@ class EventBus:
         self._threads = [
             threading.Thread(
                 target=self._loop,
-                args=(self.dispatch_once, self._dispatch_wake),
+                args=(self.dispatch_once, self._dispatch_wake, lambda: self.poll_seconds),
                 name="ioc-event-dispatch",
                 daemon=True,
             ),
             threading.Thread(
-                target=self._loop, args=(self.consume_once, self._consume_wake), name="ioc-event-consumers", daemon=True
+                target=self._loop,
+                args=(self.consume_once, self._consume_wake, self._consumers_wait),
+                name="ioc-event-consumers",
+                daemon=True,
             ),
         ]
         for thread in self._threads:
@@ -632,7 +635,12 @@ class EventBus:
         self._dispatch_wake.set()
         self._consume_wake.set()
 
-    def _loop(self, step: Callable[[], object], wake: threading.Event) -> None:
+    def _consumers_wait(self) -> float:
+        """How long the consumers' thread waits for a commit before its next round: shorter while
+        cursor rows are left to move (``MOVE_WHEN_IDLE_SECONDS``)."""
+        return min(self.poll_seconds, MOVE_WHEN_IDLE_SECONDS) if self._moves_left else self.poll_seconds
+
+    def _loop(self, step: Callable[[], object], wake: threading.Event, wait: Callable[[], float]) -> None:
         while not self._stop.is_set():
             wake.clear()  # before the step: a wake during it makes the next wait return at once
             started = time.monotonic()
@@ -641,10 +649,7 @@ class EventBus:
             except Exception as exc:  # keep going whatever one round did
                 log.exception("event bus round failed")
                 self.stats.errors = [*self.stats.errors[-9:], repr(exc)]
-            timeout = self.poll_seconds
-            if wake is self._consume_wake and self._moves_left:
-                timeout = min(timeout, MOVE_WHEN_IDLE_SECONDS)
-            if wake.wait(timeout):
+            if wake.wait(wait()):
                 # woken by a commit: let the commits of the next moments join this one's round
                 took = time.monotonic() - started
                 pause = min(took * (ROUND_SPACING - 1), MAX_ROUND_PAUSE_SECONDS)

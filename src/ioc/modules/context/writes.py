@@ -104,17 +104,7 @@ class EntityWrites:
         results: list[Any] = []
         group = _Group()
         if len(items) > 1:
-            # the entities of the batch, read together: each change's load takes its own. On
-            # SQLite the batch takes the write lock first, so that no other writer changes one of
-            # them between this read and its change (PostgreSQL's loads never locked them).
-            if session.get_bind().dialect.name == "sqlite":
-                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            ids: dict[str, dict[str, None]] = {}
-            for tenant, entity_id, _ in items:
-                ids.setdefault(tenant, {})[entity_id] = None
-            for tenant, entity_ids in ids.items():
-                if tenant_exists(session, tenant):
-                    prefetch(session, tenant, list(entity_ids))
+            _read_together(session, items)
         for tenant, entity_id, change in items:
             if not group.admits(tenant, entity_id):
                 group.write(session)
@@ -132,6 +122,21 @@ class EntityWrites:
             results.append(result)
         group.write(session)
         return results
+
+
+def _read_together(session: Session, items: list[_Item]) -> None:
+    """Read the entities of a batch in one go, each tenant's (``store.prefetch``); each change's
+    load then takes its own. On SQLite the batch takes the write lock first, so that no other
+    writer changes one of them between this read and its change (PostgreSQL's loads never
+    locked them)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    ids: dict[str, dict[str, None]] = {}
+    for tenant, entity_id, _ in items:
+        ids.setdefault(tenant, {})[entity_id] = None
+    for tenant, entity_ids in ids.items():
+        if tenant_exists(session, tenant):  # a tenant's first write has nothing to read
+            prefetch(session, tenant, list(entity_ids))
 
 
 def _unwrap(result: Any) -> Any:
