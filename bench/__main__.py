@@ -23,6 +23,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 def main() -> int:
     only = set(sys.argv[1:])
+    print(f"→ {bench.postgres_leg()[1]}", flush=True)
     results: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},

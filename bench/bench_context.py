@@ -22,10 +22,10 @@ the lean keep-alive client of ``bench/loadgen.py``, the rest with httpx):
 
 One year of hourly values of one attribute is ``bench_temporal``'s.
 
-SQLite always; PostgreSQL too when ``IOC_BENCH_DATABASE_URL`` is set
-(``postgresql+psycopg://postgres@127.0.0.1:5432/<db>``: the database is dropped and created
-again). ``IOC_BENCH_ENTITIES`` lowers N for a quick run. The client shares the machine with the
-server: on 2 cores the concurrent figures are bounded by the client's own CPU too.
+SQLite, and PostgreSQL on the server ``bench.postgres_url`` names (``IOC_BENCH_DATABASE_URL``,
+else the local one; the database is dropped and created again). ``IOC_BENCH_ENTITIES`` lowers N
+for a quick run. The client shares the machine with the server: on 2 cores the concurrent figures
+are bounded by the client's own CPU too.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, insert, make_url, select
 
-from bench import loadgen
+from bench import loadgen, postgres_leg, postgres_url
 from ioc.core import migrate
 from ioc.core.db import Database, utcnow
 from ioc.core.events import EventCursor, OutboxEvent
@@ -441,7 +441,7 @@ def run() -> dict[str, Any]:
     results: dict[str, Any] = {}
     path = os.path.join(tempfile.mkdtemp(), "bench.db")
     results["sqlite"] = bench_database(f"sqlite:///{path}", n)
-    pg = os.environ.get("IOC_BENCH_DATABASE_URL")
+    pg = postgres_url()
     if pg:
         results["postgresql"] = bench_database(pg, n)
     floor = bench_floor()
@@ -462,6 +462,8 @@ def run() -> dict[str, Any]:
             f"{r['query_p95_ms']} ms (the temporal year: bench_temporal)",
             file=sys.stderr,
         )
+    if not pg:
+        results["postgresql"] = {"skipped": postgres_leg()[1]}
     results["framework_floor"] = floor
     if rss is not None:
         results["sqlite_memory"] = rss

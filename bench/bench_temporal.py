@@ -14,8 +14,8 @@ same database, without HTTP: median and best of 20), the HTTP round trip (median
 server's CPU per request; the load average is recorded since the machine may be shared.
 Targets: raw ≤ 50 ms, daily averages ≤ 20 ms server-side.
 
-SQLite always; PostgreSQL too when ``IOC_BENCH_DATABASE_URL`` is set (the database is dropped
-and created again).
+SQLite, and PostgreSQL on the server ``bench.postgres_url`` names (the database is dropped and
+created again).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench import postgres_leg, postgres_url
 from bench.bench_context import _cpu_s, _fresh_database, _serve, _stop
 from ioc.core import migrate
 from ioc.core.db import Database
@@ -143,7 +144,7 @@ def run() -> dict[str, Any]:
     results: dict[str, Any] = {}
     path = os.path.join(tempfile.mkdtemp(), "bench.db")
     results["sqlite"] = bench_temporal(f"sqlite:///{path}")
-    pg = os.environ.get("IOC_BENCH_DATABASE_URL")
+    pg = postgres_url()
     if pg:
         results["postgresql"] = bench_temporal(pg)
     for name, r in results.items():
@@ -157,7 +158,10 @@ def run() -> dict[str, Any]:
         )
     # One flat row per figure in docs/PERFORMANCE.md: sqlite_raw_server_ms, pg_raw_server_ms, …
     prefix = {"sqlite": "sqlite_", "postgresql": "pg_"}
-    return {prefix[db] + key: value for db, r in results.items() for key, value in r.items() if key != "database"}
+    figures = {prefix[db] + key: value for db, r in results.items() for key, value in r.items() if key != "database"}
+    if not pg:
+        figures["pg_skipped"] = postgres_leg()[1]
+    return figures
 
 
 if __name__ == "__main__":
