@@ -273,6 +273,14 @@ def test_aggregations_p1d_pt1h_and_whole_range(ngsi: Ngsi) -> None:
     # the whole query endpoint aggregates the same way
     q = ngsi.get(T, params={**base, "type": "V", "aggrPeriodDuration": "P1D"}).json()
     assert [b[0] for b in q[0]["x"]["sum"]] == [10, 40]
+    # each method asked alone (the SQL then computes only what it needs) gives what it gives among
+    # all the others, with and without a period
+    for period in ({"aggrPeriodDuration": "P1D"}, {}):
+        together = ngsi.get(f"{T}/{V1}", params={**base, **period}).json()["x"]
+        for method in AGG.split(","):
+            alone = ngsi.get(f"{T}/{V1}", params={**base, **period, "aggrMethods": method}).json()["x"]
+            assert alone[method] == together[method], (method, period)
+            assert set(alone) == {"type", method}
 
 
 def test_aggregations_of_non_numbers_and_months(ngsi: Ngsi) -> None:

@@ -467,19 +467,22 @@ def aggregate(session: Session, tenant: str, g: Group, tq: TemporalQuery, origin
     else:
         bucket = literal_column("0")
     v = H.value_num
+    # only what the asked methods need (a count of distinct values sorts each period's values; the
+    # first and last times are the bounds only without a period); both counts always, to tell
+    # numbers from other values
+    wanted = {m for method in tq.aggr_methods for m in _NEEDS.get(method, ())}
+    measures: dict[str, Any] = {
+        "distinct": func.count(distinct(v)),
+        "sum": func.sum(v),
+        "min": func.min(v),
+        "max": func.max(v),
+        "sumsq": func.sum(v * v),
+    }
+    picked = [name for name in measures if name in wanted]
+    bounds = [func.min(col), func.max(col)] if period is None else []
     stmt = (
         select(
-            H.dataset_id,
-            bucket.label("bucket"),
-            func.count(),
-            func.count(v),
-            func.count(distinct(v)),
-            func.sum(v),
-            func.min(v),
-            func.max(v),
-            func.sum(v * v),
-            func.min(col),
-            func.max(col),
+            H.dataset_id, bucket.label("bucket"), func.count(), func.count(v), *(measures[n] for n in picked), *bounds
         )
         .where(*where)
         .group_by(H.dataset_id, literal_column("bucket"))
@@ -491,16 +494,30 @@ def aggregate(session: Session, tenant: str, g: Group, tq: TemporalQuery, origin
         g.aggregates = _aggregate_python(_value_rows(session, tenant, g, tq), tq, period, origin)
         return
     out: dict[str, list[Bucket]] = {}
-    for ds, k, n, _nn, nd, total, lo, hi, sq, first, last in rows:
+    for row in rows:
+        ds, k, n = row[0], row[1], row[2]
+        got = dict(zip(picked, row[4 : 4 + len(picked)], strict=True))
         if period is not None:
             assert origin is not None
             start = period.add(origin, int(k))
             end = period.add(origin, int(k) + 1)
         else:
-            start, end = first, last
-        stats = _Stats(n, n, nd, total, lo, hi, sq)
+            start, end = row[-2], row[-1]
+        stats = _Stats(n, n, got.get("distinct"), got.get("sum"), got.get("min"), got.get("max"), got.get("sumsq"))
         out.setdefault(ds, []).append(Bucket(start, end, {m: stats.value(m) for m in tq.aggr_methods}))
     g.aggregates = out
+
+
+#: The SQL measures each aggregation method is computed from (with the counts, always selected).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "distinctCount": ("distinct",),
+    "sum": ("sum",),
+    "avg": ("sum",),
+    "min": ("min",),
+    "max": ("max",),
+    "sumsq": ("sumsq",),
+    "stddev": ("sum", "sumsq"),
+}
 
 
 def _value_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery) -> list[tuple[str, datetime, Any]]:
@@ -528,7 +545,7 @@ def instance_value(doc: dict[str, Any]) -> Any:
 class _Stats:
     count: int  # instances
     n: int  # numeric values
-    distinct: int
+    distinct: int | None  # (computed only when distinctCount is asked for)
     total: float | None
     lo: Any
     hi: Any

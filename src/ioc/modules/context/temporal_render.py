@@ -185,8 +185,17 @@ def _simplified(g: Group, ds: str, ctx: ActiveContext, timeproperty: str = "obse
 def _aggregated(g: Group, ds: str, opts: TemporalOptions) -> dict[str, Any]:
     out = _head(g, ds)
     buckets = g.aggregates.get(ds, [])
+    # each bound once, whatever the number of methods: a period's end is the next one's start
+    texts: dict[Any, str | None] = {}
+
+    def text(bound: Any) -> str | None:
+        if bound not in texts:
+            texts[bound] = _period_time(bound)
+        return texts[bound]
+
+    bounds = [(text(b.start), text(b.end)) for b in buckets]
     for method in opts.methods:
-        out[method] = [[b.values.get(method), _period_time(b.start), _period_time(b.end)] for b in buckets]
+        out[method] = [[b.values.get(method), start, end] for b, (start, end) in zip(buckets, bounds, strict=True)]
     return out
 
 
