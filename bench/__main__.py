@@ -21,12 +21,29 @@ DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
+def machine_speed(seconds: float = 1.0) -> int:
+    """Rounds per second of a fixed pure-Python loop on one core: the shared machines' speed moves
+    by half from one quarter of an hour to the next, so each run records it at its start and end."""
+    started = time.perf_counter()
+    rounds = 0
+    while time.perf_counter() - started < seconds:
+        sum(range(10_000))
+        rounds += 1
+    return round(rounds / (time.perf_counter() - started))
+
+
 def main() -> int:
     only = set(sys.argv[1:])
     print(f"→ {bench.postgres_leg()[1]}", flush=True)
+    speed = machine_speed()
+    print(f"→ machine speed {speed:,} rounds/s", flush=True)
     results: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": __import__("os").cpu_count(),
+            "speed_at_start": speed,
+        },
         "benchmarks": {},
     }
     for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda i: i.name):
@@ -37,6 +54,8 @@ def main() -> int:
         figures = importlib.import_module(f"bench.{info.name}").run()
         results["benchmarks"][info.name] = figures
         print(f"  {json.dumps(figures, ensure_ascii=False)} ({time.perf_counter() - started:.1f} s)", flush=True)
+    results["machine"]["speed_at_end"] = machine_speed()
+    print(f"→ machine speed {results['machine']['speed_at_end']:,} rounds/s", flush=True)
     if only and RESULTS.exists():
         # A partial run updates its own benchmarks and keeps the others' last figures.
         previous = json.loads(RESULTS.read_text())
@@ -58,7 +77,8 @@ def _update_doc(results: dict[str, Any]) -> None:
         [
             BEGIN,
             f"Last run: {results['at']} (Python {results['machine']['python']}, "
-            f"{results['machine']['cpu_count']} cores)",
+            f"{results['machine']['cpu_count']} cores, machine speed {results['machine']['speed_at_start']:,} "
+            f"→ {results['machine']['speed_at_end']:,} rounds/s of `bench.__main__.machine_speed`)",
             "",
             *rows,
             END,
