@@ -336,6 +336,37 @@ def test_content_range_pagination(settings: Settings, monkeypatch: pytest.Monkey
         assert [v[0] for v in r.json()[0]["speed"]["values"]] == [1, 2, 3]
 
 
+def test_instances_without_the_time_come_before_the_oldest(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, db: Database
+) -> None:
+    """Instances without the time property (no observedAt) are in the evolution when no timerel
+    bounds it, before the oldest timed one, in the order they were added; lastN reaches them after
+    every timed one; the server's limit counts both (they are read apart from the timed ones)."""
+    untimed = [{"type": "Property", "value": f"u{i}"} for i in (1, 2, 3)]
+    timed = [inst(i, day(i)) for i in (1, 2, 3, 4)]
+    with other_app(settings, monkeypatch, anonymous_writes="true", temporal_max_instances="5") as c:
+        r = c.post(f"{BASE}{T}", json={"id": V1, "type": "V", "x": [timed[2], *untimed[:2], *timed[:2]]})
+        assert r.status_code == 201, r.text
+        assert c.post(f"{BASE}{T}/{V1}/attrs", json={"x": [untimed[2], timed[3]]}).status_code == 204
+
+        def got(params: dict[str, str]) -> tuple[int, list[Any]]:
+            r = c.get(f"{BASE}{T}/{V1}", params=params)
+            assert r.status_code in (200, 206), r.text
+            return r.status_code, values(r.json(), "x")
+
+        assert got({"lastN": "2"}) == (200, [3, 4])
+        assert got({"lastN": "5"}) == (200, ["u3", 1, 2, 3, 4])
+        assert got({"timerel": "after", "timeAt": day(2)}) == (200, [2, 3, 4])
+        # past the server's limit of 5: the untimed three and the two oldest timed ones
+        assert got({}) == (206, ["u1", "u2", "u3", 1, 2])
+        assert got({"lastN": "7"}) == (206, [1, 2, 3, 4])  # cut at the oldest timed instance read
+    with other_app(settings, monkeypatch, anonymous_writes="true", temporal_max_instances="10") as c:
+        r = c.get(f"{BASE}{T}/{V1}")
+        assert r.status_code == 200 and values(r.json(), "x") == ["u1", "u2", "u3", 1, 2, 3, 4]
+        r = c.get(f"{BASE}{T}/{V1}", params={"lastN": "6"})
+        assert r.status_code == 200 and values(r.json(), "x") == ["u2", "u3", 1, 2, 3, 4]
+
+
 # --------------------------------------------------------------------------- history from the entity API
 
 

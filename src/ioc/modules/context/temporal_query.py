@@ -38,6 +38,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     type_coerce,
 )
 from sqlalchemy.orm import Session
@@ -351,19 +352,34 @@ def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit:
     """Fill ``g.rows`` with at most ``limit`` instances in time order (the last ones with lastN);
     without ``recorded`` their recording times are not read (None: only sysAttrs shows them)."""
     col = tq.column
-    order: list[Any]
-    if tq.last_n is not None:
-        order = [col.desc().nulls_last() if tq.timerel is None else col.desc(), H.id.desc()]
-    else:
-        order = [col.asc().nulls_first() if tq.timerel is None else col.asc(), H.id.asc()]
     doc, t, rec = raw_columns(session, col)
-    stmt = (
-        select(H.instance_id, H.dataset_id, doc, H.value_num, t, rec if recorded else null(), H.kind)
-        .where(*_where(tenant, g, tq))
-        .order_by(*order)
-        .limit(limit + 1)
-    )
-    result = session.connection().execute(stmt).all()
+    where = _where(tenant, g, tq)
+    backward = tq.last_n is not None  # the newest first, turned round below
+
+    def read(condition: ColumnElement[bool], order: list[Any], n: int) -> list[Any]:
+        stmt = (
+            select(H.instance_id, H.dataset_id, doc, H.value_num, t, rec if recorded else null(), H.kind)
+            .where(*where, condition)
+            .order_by(*order)
+            .limit(n)
+        )
+        return list(session.connection().execute(stmt).all())
+
+    timed = [col.desc(), H.id.desc()] if backward else [col.asc(), H.id.asc()]
+    if tq.timerel is not None:  # an instance without the time is in no time range
+        result = read(true(), timed, limit + 1)
+    else:
+        # Instances without the time come before the oldest. They are read apart from the timed
+        # ones, which the (…, time) index then gives in its order on both databases: PostgreSQL's
+        # index keeps NULLs after the latest time, and a single ORDER BY putting them first sorted
+        # every instance of the attribute (lastN=24 of a year: 14 ms against 0.2 ms).
+        parts = [(col.is_(None), [H.id.asc()]), (col.is_not(None), timed)]
+        if backward:
+            parts = [(col.is_not(None), timed), (col.is_(None), [H.id.desc()])]
+        result = []
+        for condition, order in parts:
+            if len(result) <= limit:
+                result += read(condition, order, limit + 1 - len(result))
     g.truncated = len(result) > limit
     rows = []
     for iid, ds, doc_text, num, time_value, recorded, kind in result[:limit]:
