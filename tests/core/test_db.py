@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Integer, String, event, func, make_url, select, text
+from sqlalchemy import Integer, String, create_engine, event, func, make_url, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -221,6 +222,48 @@ def test_reads_on_the_loop_decode_json_and_replace_a_connection_the_server_ended
             await reads.close()
 
     asyncio.run(scenario())
+
+
+def test_postgresql_sessions_run_in_utc_whatever_the_servers_zone(pg_database: str) -> None:
+    """The engine's connections and the loop's reads run their sessions in UTC, with any options
+    the URL gives kept, on a database whose default zone is Hanoi's: timestamps come back with
+    Python's own UTC and SQL that depends on the session's zone answers in UTC."""
+    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    name = make_url(pg_database).database
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = 'Asia/Ho_Chi_Minh'"))
+    url = pg_database + "?options=-c%20application_name%3Dioc-test"
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            zone, app = conn.execute(
+                text("SELECT current_setting('TimeZone'), current_setting('application_name')")
+            ).one()
+            assert (zone, app) == ("UTC", "ioc-test")
+            day = conn.execute(text("SELECT (TIMESTAMPTZ '2025-07-01 20:00:00+00')::date")).scalar()
+            assert str(day) == "2025-07-01"  # 2025-07-02 in Hanoi
+        with db.session() as s:
+            s.add(Agency(id="utc", name="UTC", kind="department", created_at=datetime(2025, 7, 1, 8, tzinfo=UTC)))
+        with db.session() as s:
+            agency = s.get(Agency, "utc")
+            assert agency is not None and agency.created_at == datetime(2025, 7, 1, 8, tzinfo=UTC)
+            assert agency.created_at.tzinfo is UTC
+
+        async def on_the_loop() -> list[Any]:
+            reads = LoopReads(url, max_size=1)
+            await reads.open()
+            try:
+                return await reads.fetch_all("SELECT current_setting('TimeZone'), now()", None)
+            finally:
+                await reads.close()
+
+        [(zone, now)] = asyncio.run(on_the_loop())
+        assert zone == "UTC" and now.tzinfo is UTC
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" RESET timezone'))
+        admin.dispose()
 
 
 def test_each_event_loop_has_reads_of_its_own(db: Database) -> None:
