@@ -11,6 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ioc.core.db import Database
 
 #: The PostgreSQL leg's server when ``IOC_BENCH_DATABASE_URL`` is not set (trust auth, as in CI).
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/ioc_bench"
@@ -71,10 +75,37 @@ def _unreachable(url: str) -> str | None:
         return f"not a database URL: {exc}"
     if not u.drivername.startswith("postgresql"):
         return f"not a PostgreSQL URL ({u.drivername})"
-    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(admin, connect_timeout=3):
+        with psycopg.connect(_maintenance(url), connect_timeout=3):
             return None
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"PostgreSQL does not answer: {first}"
+
+
+def _maintenance(url: str) -> str:
+    """The libpq URL of the maintenance database (``postgres``) of the server of ``url``."""
+    from sqlalchemy import make_url
+
+    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def recreate_database(url: str) -> None:
+    """Drop the PostgreSQL database of ``url`` and create it empty; nothing for SQLite."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    if not url.startswith("postgresql"):
+        return
+    name = make_url(url).database
+    with psycopg.connect(_maintenance(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def vacuum_analyze(db: Database) -> None:
+    """On PostgreSQL, what autovacuum does within a minute of a load: planner statistics, and a
+    visibility map that lets an index answer without the table's pages; nothing for SQLite."""
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")

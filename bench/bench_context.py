@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, insert, make_url, select
+from sqlalchemy import func, insert, select
 
-from bench import loadgen, postgres_leg, postgres_url
+from bench import loadgen, postgres_leg, postgres_url, recreate_database, vacuum_analyze
 from ioc.core import migrate
 from ioc.core.db import Database, utcnow
 from ioc.core.events import EventCursor, OutboxEvent
@@ -147,19 +147,6 @@ def _bulk_load(db: Database, start: int, n: int, rnd: random.Random) -> float:
                 create(cs, None, parse_entity(body, core))
             flush(s, cs)
     return n / (time.perf_counter() - started)
-
-
-def _fresh_database(url: str) -> None:
-    if not url.startswith("postgresql"):
-        return
-    import psycopg
-
-    u = make_url(url)
-    name = u.database
-    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _free_port() -> int:
@@ -277,7 +264,7 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def bench_database(url: str, n_entities: int) -> dict[str, Any]:
-    _fresh_database(url)
+    recreate_database(url)
     migrate.upgrade(url)
     var_dir = tempfile.mkdtemp()
     rnd = random.Random(7)
@@ -332,12 +319,9 @@ def bench_database(url: str, n_entities: int) -> dict[str, Any]:
         # the rest of the N entities, straight through the store's bulk path
         if n_entities > BATCH:
             result["bulk_load_entities_per_s"] = round(_bulk_load(db, BATCH, n_entities - BATCH, rnd))
-            if db.dialect == "postgresql":
-                # What autovacuum does within a minute of a bulk load (PostgreSQL 13+ vacuums
-                # insert-only tables too): fresh planner statistics, and a visibility map that
-                # lets the grid index answer without reading the table's pages.
-                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.exec_driver_sql("VACUUM ANALYZE")
+            # as autovacuum would (PostgreSQL 13+ vacuums insert-only tables too): without the
+            # visibility map the grid index reads the table's pages of its candidates
+            vacuum_analyze(db)
 
         def get(i: int) -> tuple[str, str, dict[str, Any], int]:
             return "GET", f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:{(i * 7919) % n_entities}", {}, 200

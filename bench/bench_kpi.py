@@ -55,7 +55,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, delete, func, insert, make_url, or_, select, text
 from sqlalchemy.orm import Session
 
-from bench import postgres_leg, postgres_url
+from bench import postgres_leg, postgres_url, recreate_database, vacuum_analyze
 from ioc.core import migrate
 from ioc.core.db import Base, Database
 from ioc.demo import seed_agencies
@@ -283,20 +283,9 @@ def _reusable(meta_path: Path, key: str, count: Any) -> dict[str, Any] | None:
     return meta
 
 
-def _fresh_pg(url: str) -> None:
-    import psycopg
-
-    u = make_url(url)
-    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{u.database}"')
-
-
 def _analyze(db: Database) -> None:
     if db.dialect == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
+        vacuum_analyze(db)
     else:
         with db.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
@@ -340,7 +329,7 @@ def prepare(url: str, dialect: str, day: date) -> tuple[dict[str, Any], bool]:
     applied = _migrations()  # as they are when applied
     meta_path.unlink(missing_ok=True)
     if dialect == "postgresql":
-        _fresh_pg(url)
+        recreate_database(url)
     else:
         Path(make_url(url).database or "").unlink(missing_ok=True)
     migrate.upgrade(url)

@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
-from bench import postgres_leg, postgres_url
-from bench.bench_context import _cpu_s, _fresh_database, _serve, _stop
+from bench import postgres_leg, postgres_url, recreate_database, vacuum_analyze
+from bench.bench_context import _cpu_s, _serve, _stop
 from ioc.core import migrate
 from ioc.core.db import Database
 from ioc.modules.context.ld import ContextLoader
@@ -101,7 +101,7 @@ def _in_process(db: Database, params: dict[str, str], fmt: str) -> Callable[[], 
 
 def bench_temporal(url: str) -> dict[str, Any]:
     """Figures for one database URL (the database is recreated)."""
-    _fresh_database(url)
+    recreate_database(url)
     migrate.upgrade(url)
     var_dir = tempfile.mkdtemp()
     os.environ["IOC_NGSILD_TEMPORAL_MAX_INSTANCES"] = "10000"
@@ -118,12 +118,9 @@ def bench_temporal(url: str) -> dict[str, Any]:
             assert r.status_code == 201, r.text
             result["load_year_s"] = round(time.perf_counter() - t, 2)
             db = Database(url)
-            if db.dialect == "postgresql":
-                # What autovacuum does within a minute of the load (as bench_context after its
-                # bulk load): planner statistics, without which PostgreSQL took the history's other
-                # index and sorted the whole year for lastN=24 (10-17 ms against 1.5-3 ms).
-                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.exec_driver_sql("VACUUM ANALYZE")
+            # without planner statistics PostgreSQL took the history's other index and sorted the
+            # whole year for lastN=24 (10-17 ms against 1.5-3 ms)
+            vacuum_analyze(db)
             for name, (params, fmt) in CASES.items():
                 r = client.get(f"/temporal/entities/{ENTITY}", params=params)
                 assert r.status_code == 200, r.text

@@ -66,7 +66,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _read_as_utc(value)
+        return _read_as_utc_or_none(value)
 
     # On SQLite a timestamp is text. SQLAlchemy converts it in two steps, the dialect's (a
     # %-format of seven fields; ``fromisoformat``) around ours, each a Python call per value, a

@@ -733,6 +733,7 @@ class EventBus:
             due: list[_Consumer] = []
             moves: list[tuple[str, int, int]] = []
             left = False
+            mono = time.monotonic()
             for consumer in consumers:
                 cursor = cursors.get(consumer.name)
                 if cursor is None:
@@ -748,7 +749,6 @@ class EventBus:
                         due.append(consumer)
                         continue
                     consumer.passed = passed_to
-                    mono = time.monotonic()
                     if (
                         idle
                         or passed_to - cursor.last_id >= MOVE_AFTER_EVENTS

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -356,30 +356,32 @@ def read_rows(session: Session, tenant: str, g: Group, tq: TemporalQuery, limit:
     where = _where(tenant, g, tq)
     backward = tq.last_n is not None  # the newest first, turned round below
 
-    def read(condition: ColumnElement[bool], order: list[Any], n: int) -> list[Any]:
+    def read(condition: ColumnElement[bool], order: list[Any], n: int) -> Sequence[Any]:
         stmt = (
             select(H.instance_id, H.dataset_id, doc, H.value_num, t, rec if recorded else null(), H.kind)
             .where(*where, condition)
             .order_by(*order)
             .limit(n)
         )
-        return list(session.connection().execute(stmt).all())
+        return session.connection().execute(stmt).all()
 
     timed = [col.desc(), H.id.desc()] if backward else [col.asc(), H.id.asc()]
-    if tq.timerel is not None:  # an instance without the time is in no time range
-        result = read(true(), timed, limit + 1)
+    # Instances without the time come before the oldest (and are in no time range). They are read
+    # apart from the timed ones, which the (…, time) index then gives in its order on both
+    # databases: PostgreSQL's index keeps NULLs after the latest time, and a single ORDER BY
+    # putting them first sorted every instance of the attribute (lastN=24 of a year: 14 ms
+    # against 0.2 ms).
+    parts: list[tuple[ColumnElement[bool], list[Any]]]
+    if tq.timerel is not None:
+        parts = [(true(), timed)]
+    elif backward:
+        parts = [(col.is_not(None), timed), (col.is_(None), [H.id.desc()])]
     else:
-        # Instances without the time come before the oldest. They are read apart from the timed
-        # ones, which the (…, time) index then gives in its order on both databases: PostgreSQL's
-        # index keeps NULLs after the latest time, and a single ORDER BY putting them first sorted
-        # every instance of the attribute (lastN=24 of a year: 14 ms against 0.2 ms).
         parts = [(col.is_(None), [H.id.asc()]), (col.is_not(None), timed)]
-        if backward:
-            parts = [(col.is_not(None), timed), (col.is_(None), [H.id.desc()])]
-        result = []
-        for condition, order in parts:
-            if len(result) <= limit:
-                result += read(condition, order, limit + 1 - len(result))
+    result: list[Any] = []
+    for condition, order in parts:
+        if len(result) <= limit:
+            result += read(condition, order, limit + 1 - len(result))
     g.truncated = len(result) > limit
     rows = []
     for iid, ds, doc_text, num, time_value, recorded, kind in result[:limit]:
@@ -487,11 +489,11 @@ def aggregate(session: Session, tenant: str, g: Group, tq: TemporalQuery, origin
     # first and last times are the bounds only without a period); both counts always, to tell
     # numbers from other values
     wanted = {m for method in tq.aggr_methods for m in _NEEDS.get(method, ())}
-    measures: dict[str, Any] = {
+    measures: dict[str, Any] = {  # by the _Stats field each fills
         "distinct": func.count(distinct(v)),
-        "sum": func.sum(v),
-        "min": func.min(v),
-        "max": func.max(v),
+        "total": func.sum(v),
+        "lo": func.min(v),
+        "hi": func.max(v),
         "sumsq": func.sum(v * v),
     }
     picked = [name for name in measures if name in wanted]
@@ -512,27 +514,27 @@ def aggregate(session: Session, tenant: str, g: Group, tq: TemporalQuery, origin
     out: dict[str, list[Bucket]] = {}
     for row in rows:
         ds, k, n = row[0], row[1], row[2]
-        got = dict(zip(picked, row[4 : 4 + len(picked)], strict=True))
+        stats = _Stats(n, n, **dict(zip(picked, row[4 : 4 + len(picked)], strict=True)))
         if period is not None:
             assert origin is not None
             start = period.add(origin, int(k))
             end = period.add(origin, int(k) + 1)
         else:
             start, end = row[-2], row[-1]
-        stats = _Stats(n, n, got.get("distinct"), got.get("sum"), got.get("min"), got.get("max"), got.get("sumsq"))
         out.setdefault(ds, []).append(Bucket(start, end, {m: stats.value(m) for m in tq.aggr_methods}))
     g.aggregates = out
 
 
-#: The SQL measures each aggregation method is computed from (with the counts, always selected).
+#: The :class:`_Stats` fields each aggregation method is computed from (with the counts, always
+#: selected), and so the SQL measures it needs.
 _NEEDS: dict[str, tuple[str, ...]] = {
     "distinctCount": ("distinct",),
-    "sum": ("sum",),
-    "avg": ("sum",),
-    "min": ("min",),
-    "max": ("max",),
+    "sum": ("total",),
+    "avg": ("total",),
+    "min": ("lo",),
+    "max": ("hi",),
     "sumsq": ("sumsq",),
-    "stddev": ("sum", "sumsq"),
+    "stddev": ("total", "sumsq"),
 }
 
 
@@ -561,11 +563,12 @@ def instance_value(doc: dict[str, Any]) -> Any:
 class _Stats:
     count: int  # instances
     n: int  # numeric values
-    distinct: int | None  # (computed only when distinctCount is asked for)
-    total: float | None
-    lo: Any
-    hi: Any
-    sumsq: float | None
+    # from SQL only what the asked methods need (``_NEEDS``): the others stay None
+    distinct: int | None = None
+    total: float | None = None
+    lo: Any = None
+    hi: Any = None
+    sumsq: float | None = None
 
     def value(self, method: str) -> Any:
         if method == "totalCount":

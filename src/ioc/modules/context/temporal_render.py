@@ -186,16 +186,9 @@ def _aggregated(g: Group, ds: str, opts: TemporalOptions) -> dict[str, Any]:
     out = _head(g, ds)
     buckets = g.aggregates.get(ds, [])
     # each bound once, whatever the number of methods: a period's end is the next one's start
-    texts: dict[Any, str | None] = {}
-
-    def text(bound: Any) -> str | None:
-        if bound not in texts:
-            texts[bound] = _period_time(bound)
-        return texts[bound]
-
-    bounds = [(text(b.start), text(b.end)) for b in buckets]
+    texts = {t: _period_time(t) for t in {t for b in buckets for t in (b.start, b.end)}}
     for method in opts.methods:
-        out[method] = [[b.values.get(method), start, end] for b, (start, end) in zip(buckets, bounds, strict=True)]
+        out[method] = [[b.values.get(method), texts[b.start], texts[b.end]] for b in buckets]
     return out
 
 

@@ -131,12 +131,12 @@ def _read_together(session: Session, items: list[_Item]) -> None:
     locked them)."""
     if session.get_bind().dialect.name == "sqlite":
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-    ids: dict[str, dict[str, None]] = {}
+    ids: dict[str, list[str]] = {}
     for tenant, entity_id, _ in items:
-        ids.setdefault(tenant, {})[entity_id] = None
+        ids.setdefault(tenant, []).append(entity_id)  # (prefetch reads each once)
     for tenant, entity_ids in ids.items():
         if tenant_exists(session, tenant):  # a tenant's first write has nothing to read
-            prefetch(session, tenant, list(entity_ids))
+            prefetch(session, tenant, entity_ids)
 
 
 def _unwrap(result: Any) -> Any:
